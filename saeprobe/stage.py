@@ -1,0 +1,31 @@
+"""What every stage module shares: one entry point that turns bad input into one clear line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from saeprobe.errors import ConfigError
+
+DATA = Path("data")
+REPORTS = Path("reports")
+
+
+def prepared_path(name: str) -> Path:
+    return DATA / "prepared" / f"{name}.parquet"
+
+
+def activations_dir(name: str) -> Path:
+    return DATA / "activations" / name
+
+
+def run(main: Callable[..., None]) -> None:
+    """Call `main(*argv)`; a ConfigError ends the stage with its message and exit code 2."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        main(*sys.argv[1:])
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
