@@ -63,6 +63,10 @@ def read_csv_zst(path: Path) -> pl.DataFrame:
     return pl.read_csv(io.BytesIO(raw), infer_schema_length=None)
 
 
+# The shipped QNLI shift file spells class 0 as its GLUE name while the task file uses 0/1.
+OOD_LABEL_FIXES = {"90_glue_qnli": {"not_entailment": "0"}}
+
+
 def load_sae_probes(cfg: DatasetConfig, where: str) -> pl.DataFrame:
     if not cfg.task:
         raise ConfigError(f"{where}.task: source 'sae_probes' needs a task name, e.g. 96_spam_is")
@@ -70,7 +74,12 @@ def load_sae_probes(cfg: DatasetConfig, where: str) -> pl.DataFrame:
     df = _sae_probes_table(path)
     ood_path = sae_probes_dir() / "OOD data" / f"{path.name.removesuffix('.csv.zst')}_OOD.csv.zst"
     if ood_path.exists():
-        ood = _sae_probes_table(ood_path).with_columns(
+        ood = _sae_probes_table(ood_path)
+        fixes = OOD_LABEL_FIXES.get(path.name.removesuffix(".csv.zst"))
+        if fixes:
+            ood = ood.with_columns(pl.col("label_value").replace(fixes))
+        ood = ood.with_columns(
+            pl.col("label_value").cast(df["label_value"].dtype),
             pl.lit("ood").alias("split"),
             pl.lit("ood").alias("domain"),
             (pl.col("source_index") + df.height).alias("source_index"),

@@ -1,0 +1,63 @@
+"""`dvc repro` end to end on a temporary copy of the project with tiny params."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def dvc(project: Path, *args: str) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=project, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    project = tmp_path_factory.mktemp("project")
+    shutil.copy(ROOT / "dvc.yaml", project)
+    for name in ("saeprobe", "stages"):
+        shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "tests" / "data" / "tiny_params.yaml", project / "params.yaml")
+    dvc(project, "init", "--no-scm", "-q")
+    return project
+
+
+def test_repro_builds_every_output(project):
+    out = dvc(project, "repro")
+    assert {"prepare@spam", "extract@grammar", "report"} <= ran(out)
+    metrics = json.loads((project / "reports" / "metrics.json").read_text())
+    assert metrics["datasets"]["grammar"]["data"]["ood_examples"] == 20
+    assert metrics["datasets"]["spam"]["extract"]["docs"] == 40
+    assert (project / "data" / "activations" / "spam" / "tokens.h5").exists()
+
+
+def test_second_repro_reruns_nothing(project):
+    assert ran(dvc(project, "repro")) == set()
+
+
+def test_changing_one_dataset_reruns_only_its_stages(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["datasets"]["spam"]["max_examples"] = 30
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    stages = ran(dvc(project, "repro"))
+    assert {"prepare@spam", "extract@spam"} <= stages
+    assert not {s for s in stages if s.endswith("@grammar")}
+    metrics = json.loads((project / "reports" / "metrics.json").read_text())
+    assert metrics["datasets"]["spam"]["data"]["examples"] == 30
