@@ -176,3 +176,48 @@ def seed(params: dict[str, Any]) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ConfigError(f"params: 'seed' must be an integer, got {value!r}")
     return value
+
+
+def corpus_config(params: dict[str, Any]):
+    from saeprobe.data.corpus import CorpusConfig
+
+    cfg = parse(CorpusConfig, params.get("corpus"), "corpus")
+    if not cfg.tasks:
+        raise ConfigError("params: 'corpus.tasks' must name at least one sae-probes task")
+    if not 0.0 <= cfg.eval_fraction < 1.0:
+        raise ConfigError(
+            f"params: 'corpus.eval_fraction' must lie in [0, 1), got {cfg.eval_fraction}"
+        )
+    return cfg
+
+
+def sae_train_config(params: dict[str, Any]):
+    from saeprobe.sae.train import SAETrainConfig
+
+    cfg = parse(SAETrainConfig, params.get("sae"), "sae")
+    if cfg.architecture not in ("topk", "relu"):
+        raise ConfigError(
+            f"params: 'sae.architecture' is '{cfg.architecture}'; expected topk or relu"
+        )
+    if cfg.expansion < 1 or cfg.batch_size < 1 or cfg.train_tokens < cfg.batch_size:
+        raise ConfigError(
+            "params: 'sae.expansion', 'sae.batch_size' >= 1 and 'sae.train_tokens' >= batch_size"
+        )
+    return cfg
+
+
+def finetune_config(params: dict[str, Any]):
+    from saeprobe.sae.finetune import FinetuneConfig
+
+    return parse(FinetuneConfig, params.get("finetune"), "finetune")
+
+
+@dataclass(frozen=True)
+class SAEEvalConfig:
+    ce_docs: int = 32  # documents for the spliced-in LM loss (causal models only)
+    card_top: int = 8  # top activating token spans kept per latent
+    card_context_chars: int = 60
+
+
+def sae_eval_config(params: dict[str, Any]) -> SAEEvalConfig:
+    return parse(SAEEvalConfig, params.get("sae_eval"), "sae_eval")

@@ -95,6 +95,11 @@ def dequantized_gemma(target: Path) -> Path:
     return target
 
 
+def is_causal_lm(cfg: ModelConfig) -> bool:
+    """Encoders (BERT and kin) have a CLS token and no next-token loss."""
+    return AutoTokenizer.from_pretrained(resolve_model_path(cfg)).cls_token is None
+
+
 def load_model(cfg: ModelConfig, model_class: type = AutoModel) -> LoadedModel:
     dtype = resolve_dtype(cfg.dtype)
     device = resolve_device(cfg.device)

@@ -21,6 +21,19 @@ def activations_dir(name: str) -> Path:
     return DATA / "activations" / name
 
 
+CORPUS_TEXTS = DATA / "corpus" / "texts.parquet"
+CORPUS_ACTIVATIONS = DATA / "corpus" / "activations"
+
+
+def sae_dir(layer: int, name: str = "pretrained") -> Path:
+    """data/sae/L<layer>/pretrained, or data/sae/L<layer>/<data set> once fine-tuned."""
+    return DATA / "sae" / f"L{layer}" / name
+
+
+def sae_report(layer: int, name: str = "pretrained") -> Path:
+    return REPORTS / "sae" / f"L{layer}" / f"{name}.json"
+
+
 def run(main: Callable[..., None]) -> None:
     """Call `main(*argv)`; a ConfigError ends the stage with its message and exit code 2."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

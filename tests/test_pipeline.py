@@ -46,6 +46,15 @@ def test_repro_builds_every_output(project):
     assert metrics["datasets"]["grammar"]["data"]["ood_examples"] == 20
     assert metrics["datasets"]["spam"]["extract"]["docs"] == 40
     assert (project / "data" / "activations" / "spam" / "tokens.h5").exists()
+    for layer in (1, 3):
+        pretrained = json.loads(
+            (project / "reports/sae" / f"L{layer}" / "pretrained.json").read_text()
+        )
+        assert 0 < pretrained["eval"]["fvu"] < 1.5 and pretrained["eval"]["l0"] <= 8
+        tuned = json.loads((project / "reports/sae" / f"L{layer}" / "spam.json").read_text())
+        assert "eval_before_finetune" in tuned and tuned["training"]["dead_latents"] > 0
+        assert (project / "data/sae" / f"L{layer}" / "grammar" / "sae" / "cfg.json").exists()
+        assert (project / "data/sae" / f"L{layer}" / "pretrained" / "cards.parquet").exists()
 
 
 def test_second_repro_reruns_nothing(project):
@@ -58,6 +67,7 @@ def test_changing_one_dataset_reruns_only_its_stages(project):
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     stages = ran(dvc(project, "repro"))
     assert {"prepare@spam", "extract@spam"} <= stages
-    assert not {s for s in stages if s.endswith("@grammar")}
+    assert not {s for s in stages if "grammar" in s}
+    assert not {s for s in stages if s.startswith(("train_sae", "extract_corpus"))}
     metrics = json.loads((project / "reports" / "metrics.json").read_text())
     assert metrics["datasets"]["spam"]["data"]["examples"] == 30

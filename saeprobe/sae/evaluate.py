@@ -1,0 +1,120 @@
+"""SAE quality on held-out tokens, and the LM loss with the SAE spliced into the residual."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from saeprobe.models import LoadedModel, decoder_layers
+from saeprobe.sae.base import SparseAutoencoder
+
+
+@torch.no_grad()
+def reconstruction_metrics(sae: SparseAutoencoder, batches: Iterable[Tensor]) -> dict:
+    """Fraction of variance unexplained, mean L0 and the share of latents that never fired."""
+    sse = sum_x = sum_sq = 0.0
+    n = 0
+    l0 = 0.0
+    fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
+    for x in batches:
+        x_hat, z = sae(x)
+        active = z > 0
+        sse += float((x - x_hat).pow(2).sum())
+        sum_x = sum_x + x.double().sum(0)
+        sum_sq += float(x.double().pow(2).sum())
+        l0 += float(active.sum())
+        fired |= active.any(0)
+        n += len(x)
+    if n == 0:
+        return {"tokens": 0}
+    total_var = sum_sq - float((sum_x * sum_x).sum()) / n
+    return {
+        "tokens": n,
+        "fvu": sse / total_var,
+        "l0": l0 / n,
+        "dead_share": float((~fired).float().mean()),
+    }
+
+
+@torch.no_grad()
+def spliced_ce(
+    lm: LoadedModel,
+    sae: SparseAutoencoder | None,
+    layer: int,
+    input_ids: Tensor,
+    attention: Tensor,
+    content: Tensor,
+    mode: str,
+) -> tuple[float, int]:
+    """Summed next-token CE over content targets with layer `layer` (hidden_states index)
+    left clean, replaced by the SAE's reconstruction, or zeroed on content tokens."""
+    blocks = decoder_layers(lm.model, lm.n_layers)
+
+    def patch(h: Tensor) -> Tensor:
+        if mode == "clean":
+            return h
+        mask = content.unsqueeze(-1)
+        new = (
+            torch.zeros_like(h) if mode == "zero" else sae.decode(sae.encode(h.float())).to(h.dtype)
+        )
+        return torch.where(mask, new, h)
+
+    def hook(_module, _args, output):
+        if isinstance(output, tuple):
+            return (patch(output[0]), *output[1:])
+        return patch(output)
+
+    handle = blocks[layer - 1].register_forward_hook(hook)
+    try:
+        logits = lm.model(input_ids=input_ids, attention_mask=attention, use_cache=False).logits
+    finally:
+        handle.remove()
+    targets = input_ids[:, 1:].masked_fill(~content[:, 1:], -100)
+    ce = F.cross_entropy(
+        logits[:, :-1].float().flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum"
+    )
+    return float(ce), int((targets != -100).sum())
+
+
+def ce_loss_recovered(
+    lm: LoadedModel,
+    sae: SparseAutoencoder,
+    layer: int,
+    texts: list[str],
+    max_length: int,
+    batch_size: int = 8,
+) -> dict:
+    """CE clean, spliced and zero-ablated; recovered = (zero - sae) / (zero - clean)."""
+    if not 1 <= layer < lm.n_layers:
+        return {"ce_loss_recovered": None, "note": f"layer {layer} cannot be spliced"}
+    totals = {"clean": 0.0, "sae": 0.0, "zero": 0.0}
+    count = 0
+    tok = lm.tokenizer
+    for i in range(0, len(texts), batch_size):
+        enc = tok(
+            texts[i : i + batch_size],
+            truncation=True,
+            max_length=max_length,
+            padding=True,
+            return_tensors="pt",
+            return_special_tokens_mask=True,
+        )
+        attention = enc["attention_mask"].bool().to(lm.device)
+        content = attention & (enc["special_tokens_mask"] == 0).to(lm.device)
+        ids = enc["input_ids"].to(lm.device)
+        for mode in totals:
+            ce, n = spliced_ce(lm, sae, layer, ids, attention, content, mode)
+            totals[mode] += ce
+        count += n
+    clean, with_sae, zero = (totals[m] / max(count, 1) for m in ("clean", "sae", "zero"))
+    recovered = (zero - with_sae) / (zero - clean) if zero != clean else None
+    return {
+        "ce_clean": clean,
+        "ce_sae": with_sae,
+        "ce_zero": zero,
+        "ce_loss_recovered": recovered,
+        "ce_tokens": count,
+    }

@@ -1,0 +1,60 @@
+"""TopK SAE (Gao et al.; the self-regularization paper's): keep the k largest pre-activations."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from saeprobe.sae.base import SparseAutoencoder, normalized_mse, sparse_decode
+
+
+class TopKSAE(SparseAutoencoder):
+    """k may be annealed during training: `loss(x, k=...)` overrides cfg.k."""
+
+    def __init__(self, cfg, aux_k: int = 0, aux_coefficient: float = 1 / 32):
+        super().__init__(cfg)
+        self.aux_k = aux_k
+        self.aux_coefficient = aux_coefficient
+        # Tokens since each latent last fired, for the AuxK loss on dead latents.
+        self.register_buffer("tokens_since_fired", torch.zeros(cfg.d_sae, dtype=torch.long))
+
+    def topk(self, pre: Tensor, k: int | None = None) -> tuple[Tensor, Tensor]:
+        values, indices = pre.topk(k or self.cfg.k, dim=-1, sorted=False)
+        return values.relu(), indices
+
+    def activation(self, pre: Tensor) -> Tensor:
+        values, indices = self.topk(pre)
+        return torch.zeros_like(pre).scatter_(-1, indices, values)
+
+    def loss(self, x: Tensor, k: int | None = None, dead_after: int = 0):
+        xs = x * self.scale
+        pre = self.pre_acts(x)
+        values, indices = self.topk(pre, k)
+        x_hat = sparse_decode(indices, values, self.decoder) + self.b_dec
+        fvu = normalized_mse(xs, x_hat)
+        loss = fvu
+        figures = {"fvu": fvu.item(), "l0": (values > 0).sum(-1).float().mean().item()}
+        if self.training:
+            self._track_firing(indices, values, len(x))
+        if self.aux_k and dead_after:
+            dead = self.tokens_since_fired > dead_after
+            if dead.any():
+                aux = self.aux_loss(pre, dead, (xs - x_hat).detach())
+                loss = loss + self.aux_coefficient * aux
+                figures["aux"] = aux.item()
+        return loss, figures
+
+    def aux_loss(self, pre: Tensor, dead: Tensor, residual: Tensor) -> Tensor:
+        """Reconstruct what the live latents missed with the top dead latents (AuxK)."""
+        k = min(self.aux_k, int(dead.sum()))
+        masked = pre.masked_fill(~dead, float("-inf"))
+        values, indices = masked.topk(k, dim=-1, sorted=False)
+        values = values.relu().nan_to_num(0.0, neginf=0.0)
+        return normalized_mse(residual, sparse_decode(indices, values, self.decoder))
+
+    @torch.no_grad()
+    def _track_firing(self, indices: Tensor, values: Tensor, n_tokens: int) -> None:
+        fired = torch.zeros_like(self.tokens_since_fired, dtype=torch.bool)
+        fired[indices[values > 0]] = True
+        self.tokens_since_fired += n_tokens
+        self.tokens_since_fired[fired] = 0

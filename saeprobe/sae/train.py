@@ -1,0 +1,129 @@
+"""Pretraining loop: Adam, warmup and linear decay, k annealing, unit-norm decoder rows."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from saeprobe.errors import ConfigError
+from saeprobe.sae.base import SAEConfig, SparseAutoencoder
+from saeprobe.sae.io import build_sae
+from saeprobe.sae.topk import TopKSAE
+
+
+@dataclass(frozen=True)
+class SAETrainConfig:
+    architecture: str = "topk"
+    expansion: int = 8
+    k: int = 32
+    k_start: int | None = None  # annealed linearly down to k; None: no annealing
+    k_anneal_fraction: float = 0.1
+    tied: bool = False
+    l1_coefficient: float = 5.0
+    aux_k: int = 256
+    aux_coefficient: float = 0.03125
+    dead_tokens: int = 100_000
+    lr: float = 5e-4
+    warmup_fraction: float = 0.05
+    decay_fraction: float = 0.2
+    batch_size: int = 1024
+    train_tokens: int = 300_000
+    buffer_tokens: int = 65_536
+    normalize: bool = True
+    pretrained: dict[str, str] = field(default_factory=dict)
+
+
+def new_sae(cfg: SAETrainConfig, d_in: int, sample: np.ndarray, layer: int, model: str):
+    """An SAE whose input scale and decoder bias come from a sample of the training data."""
+    x = torch.from_numpy(sample)
+    scale = math.sqrt(d_in) / float(x.norm(dim=1).mean()) if cfg.normalize else 1.0
+    sae_cfg = SAEConfig(
+        d_in=d_in,
+        d_sae=d_in * cfg.expansion,
+        architecture=cfg.architecture,
+        k=cfg.k,
+        tied=cfg.tied,
+        input_scale=scale,
+        layer=layer,
+        model=model,
+    )
+    if cfg.architecture == "topk":
+        sae = build_sae(sae_cfg, aux_k=cfg.aux_k, aux_coefficient=cfg.aux_coefficient)
+    elif cfg.architecture == "relu":
+        sae = build_sae(sae_cfg, l1_coefficient=cfg.l1_coefficient)
+    else:
+        raise ConfigError(
+            f"params: 'sae.architecture' '{cfg.architecture}' cannot be trained; use topk or relu"
+        )
+    with torch.no_grad():
+        sae.b_dec.copy_((x * scale).mean(0))
+    return sae
+
+
+def annealed_k(cfg: SAETrainConfig, frac: float) -> int:
+    if cfg.k_start is None or cfg.k_anneal_fraction <= 0 or frac >= cfg.k_anneal_fraction:
+        return cfg.k
+    t = frac / cfg.k_anneal_fraction
+    return int(round(cfg.k_start + (cfg.k - cfg.k_start) * t))
+
+
+def lr_factor(cfg: SAETrainConfig, frac: float) -> float:
+    if cfg.warmup_fraction > 0 and frac < cfg.warmup_fraction:
+        return (frac + 1e-9) / cfg.warmup_fraction
+    if cfg.decay_fraction > 0 and frac > 1 - cfg.decay_fraction:
+        return max(0.0, (1 - frac) / cfg.decay_fraction)
+    return 1.0
+
+
+def check_finite(loss: torch.Tensor, step: int, lr: float, param: str = "sae.lr") -> None:
+    if not torch.isfinite(loss):
+        raise ConfigError(
+            f"SAE training diverged at step {step} (loss {loss.item()}) with learning rate "
+            f"{lr:g}; lower '{param}'. Nothing was written."
+        )
+
+
+def train_sae(
+    sae: SparseAutoencoder,
+    batches: Iterator[torch.Tensor],
+    cfg: SAETrainConfig,
+    progress: bool = True,
+) -> dict:
+    steps = max(1, cfg.train_tokens // cfg.batch_size)
+    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+    sae.train()
+    figures: dict[str, float] = {}
+    start = time.perf_counter()
+    bar = tqdm(range(steps), desc=f"train SAE L{sae.cfg.layer}", disable=not progress)
+    for step in bar:
+        frac = step / steps
+        lr = cfg.lr * lr_factor(cfg, frac)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x = next(batches)
+        kwargs = {"k": annealed_k(cfg, frac), "dead_after": cfg.dead_tokens}
+        loss, figures = sae.loss(x, **kwargs) if isinstance(sae, TopKSAE) else sae.loss(x)
+        check_finite(loss, step, cfg.lr)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sae.normalize_decoder()
+        if step % 10 == 0:
+            bar.set_postfix(
+                loss=f"{loss.item():.4f}", fvu=f"{figures['fvu']:.3f}", l0=f"{figures['l0']:.1f}"
+            )
+    sae.eval()
+    seconds = time.perf_counter() - start
+    return {
+        "steps": steps,
+        "tokens": steps * cfg.batch_size,
+        "seconds": round(seconds, 2),
+        "tokens_per_s": round(steps * cfg.batch_size / seconds, 1),
+        "final_train_fvu": figures.get("fvu"),
+    }
