@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from saeprobe.sae.base import SparseAutoencoder, normalized_mse, sparse_decode
+from saeprobe.sae.kernels import topk_encode
 
 
 class TopKSAE(SparseAutoencoder):
@@ -28,8 +29,8 @@ class TopKSAE(SparseAutoencoder):
 
     def loss(self, x: Tensor, k: int | None = None, dead_after: int = 0):
         xs = x * self.scale
-        pre = self.pre_acts(x)
-        values, indices = self.topk(pre, k)
+        b_dec = self.b_dec if self.cfg.apply_b_dec_to_input else torch.zeros_like(self.b_dec)
+        values, indices, pre = topk_encode(xs, b_dec, self.W_enc, self.b_enc, k or self.cfg.k)
         x_hat = sparse_decode(indices, values, self.decoder) + self.b_dec
         fvu = normalized_mse(xs, x_hat)
         loss = fvu
