@@ -99,3 +99,11 @@ def test_interrupted_extraction_leaves_no_output(minilm, tmp_path, monkeypatch):
             minilm, TEXTS, IDS, ExtractConfig(layers=[1]), tmp_path / "out", progress=False
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reading_a_layer_that_was_not_extracted_names_the_extracted_ones(extracted):
+    from saeprobe.errors import ConfigError
+
+    out, _ = extracted
+    with TokenStore(out / "tokens.h5") as store, pytest.raises(ConfigError, match=r"\[2, 6\]"):
+        store.read(4, slice(0, 1))

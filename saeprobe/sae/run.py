@@ -70,6 +70,22 @@ def write_cards(sae, store, layer, texts: pl.DataFrame, eval_cfg: SAEEvalConfig,
         cards.write_parquet(tmp)
 
 
+def save_outputs(
+    sae, store, layer, texts, model_cfg, eval_cfg, out_dir: Path, report: Path, metrics: dict
+) -> None:
+    """The SAE, its feature cards over the held-out documents, and its metrics."""
+    save_sae(sae, out_dir / "sae", extra={"layer": layer, "model": model_cfg.name})
+    write_cards(
+        sae,
+        store,
+        layer,
+        texts.filter(pl.col("split") == "test"),
+        eval_cfg,
+        out_dir / "cards.parquet",
+    )
+    write_json(report, metrics)
+
+
 def pretrain_layer(
     layer: int,
     store: TokenStore,
@@ -84,7 +100,7 @@ def pretrain_layer(
     progress: bool = True,
 ) -> dict:
     torch.manual_seed(seed)
-    store._layer(layer)  # a clear error if the layer was not extracted
+    store.read(layer, slice(0, 0))  # a clear error if the layer was not extracted
     train_docs = docs_in_split(store, texts, "train")
     eval_docs = docs_in_split(store, texts, "test")
     published = cfg.pretrained.get(str(layer))
@@ -101,18 +117,9 @@ def pretrain_layer(
     metrics = {
         "training": training,
         "eval": evaluate(sae, store, layer, eval_docs, texts, model_cfg, eval_cfg, max_length),
+        "width": sae.cfg.d_sae,
     }
-    metrics["width"] = sae.cfg.d_sae
-    save_sae(sae, out_dir / "sae", extra={"layer": layer, "model": model_cfg.name})
-    write_cards(
-        sae,
-        store,
-        layer,
-        texts.filter(pl.col("split") == "test"),
-        eval_cfg,
-        out_dir / "cards.parquet",
-    )
-    write_json(report, metrics)
+    save_outputs(sae, store, layer, texts, model_cfg, eval_cfg, out_dir, report, metrics)
     return metrics
 
 
@@ -157,14 +164,5 @@ def finetune_layer(
         "eval_before_finetune": before,
         "width": sae.cfg.d_sae,
     }
-    save_sae(sae, out_dir / "sae", extra={"layer": layer, "model": model_cfg.name})
-    write_cards(
-        sae,
-        store,
-        layer,
-        texts.filter(pl.col("split") == "test"),
-        eval_cfg,
-        out_dir / "cards.parquet",
-    )
-    write_json(report, metrics)
+    save_outputs(sae, store, layer, texts, model_cfg, eval_cfg, out_dir, report, metrics)
     return metrics
