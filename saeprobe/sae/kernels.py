@@ -24,6 +24,8 @@ class TopKEncode(torch.autograd.Function):
         values = values.relu()
         ctx.save_for_backward(centered, W_enc, indices, values)
         ctx.mark_non_differentiable(indices)
+        # Unused outputs (pre, most of the time) then arrive as None, not as dense zeros.
+        ctx.set_materialize_grads(False)
         return values, indices, pre
 
     @staticmethod
@@ -31,6 +33,8 @@ class TopKEncode(torch.autograd.Function):
         centered, W_enc, indices, values = ctx.saved_tensors
         n, k = indices.shape
         d_sae = W_enc.shape[1]
+        if grad_values is None:
+            grad_values = torch.zeros_like(values)
         g = (grad_values * (values > 0)).reshape(-1)  # through the ReLU
         flat = indices.reshape(-1)
         # Per-latent gradient of the pre-activations, summed over tokens: d loss / d b_enc.
