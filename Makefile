@@ -8,7 +8,6 @@ SAE_PROBES := sae-probes==0.4.2
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
-	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -m pip install -q torch==2.13.0 -e '.[test]'
 	$(PYTHON) -m pip install -q --no-deps $(SAE_PROBES)
 	touch $@
