@@ -10,6 +10,7 @@ layers and models; it is saved with the SAE so new data is encoded at the same s
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 
 import torch
@@ -33,7 +34,7 @@ class SAEConfig:
     model: str | None = None
 
 
-class SparseAutoencoder(nn.Module):
+class SparseAutoencoder(nn.Module, abc.ABC):
     def __init__(self, cfg: SAEConfig):
         super().__init__()
         self.cfg = cfg
@@ -70,8 +71,9 @@ class SparseAutoencoder(nn.Module):
             xs = xs - self.b_dec
         return xs @ self.W_enc + self.b_enc
 
+    @abc.abstractmethod
     def activation(self, pre: Tensor) -> Tensor:
-        raise NotImplementedError(f"{type(self).__name__} must define its activation")
+        """Sparse code from pre-activations; each architecture defines its own."""
 
     def encode(self, x: Tensor) -> Tensor:
         return self.activation(self.pre_acts(x))
