@@ -165,3 +165,10 @@ def test_nan_activations_in_the_store_are_reported(tmp_path):
     writer.close()
     with TokenStore(tmp_path / "t.h5") as store, pytest.raises(ConfigError, match="NaN"):
         read_docs(store, 1, np.array([0]))
+
+
+def test_decoder_gradient_keeps_no_component_along_its_rows():
+    sae = build_sae(SAEConfig(d_in=8, d_sae=16, k=2))
+    sae.W_dec.grad = torch.randn(16, 8)
+    sae.remove_parallel_decoder_grad()
+    torch.testing.assert_close((sae.W_dec.grad * sae.W_dec).sum(1), torch.zeros(16))

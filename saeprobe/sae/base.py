@@ -65,6 +65,15 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         if not self.cfg.tied:
             self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
 
+    @torch.no_grad()
+    def remove_parallel_decoder_grad(self) -> None:
+        """Drop the gradient component along each unit-norm decoder row: renormalizing after
+        the step would undo it anyway, and keeping it distorts Adam's moment estimates."""
+        if self.cfg.tied or self.W_dec.grad is None:
+            return
+        parallel = (self.W_dec.grad * self.W_dec).sum(dim=1, keepdim=True)
+        self.W_dec.grad -= parallel * self.W_dec
+
     def pre_acts(self, x: Tensor) -> Tensor:
         xs = x * self.scale
         if self.cfg.apply_b_dec_to_input:

@@ -82,6 +82,7 @@ def finetune_sae(
             check_finite(loss, totals["batches"], cfg.lr, "finetune.lr")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            sae.remove_parallel_decoder_grad()
             opt.step()
             sae.normalize_decoder()
             totals["fvu_live"] += figures["fvu_live"]

@@ -112,6 +112,7 @@ def train_sae(
         check_finite(loss, step, cfg.lr)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        sae.remove_parallel_decoder_grad()
         opt.step()
         sae.normalize_decoder()
         if step % 10 == 0:
