@@ -221,3 +221,50 @@ class SAEEvalConfig:
 
 def sae_eval_config(params: dict[str, Any]) -> SAEEvalConfig:
     return parse(SAEEvalConfig, params.get("sae_eval"), "sae_eval")
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    saes: list[str] = field(default_factory=lambda: ["pretrained", "finetuned"])
+    pooling: list[str] = field(default_factory=lambda: ["mean", "max", "sum", "last", "topn"])
+    top_n: int = 4  # MOSAIC's top-n count pooling
+    binarize_threshold: float | None = 1.0  # probes also see features > threshold; null: off
+
+
+def features_config(params: dict[str, Any]) -> FeaturesConfig:
+    from saeprobe.features import FEATURE_POOLINGS
+
+    cfg = parse(FeaturesConfig, params.get("features"), "features")
+    bad = [p for p in cfg.pooling if p not in FEATURE_POOLINGS]
+    if bad:
+        raise ConfigError(f"params: 'features.pooling' has {bad}; expected {FEATURE_POOLINGS}")
+    bad = [s for s in cfg.saes if s not in ("pretrained", "finetuned")]
+    if bad:
+        raise ConfigError(f"params: 'features.saes' has {bad}; expected pretrained, finetuned")
+    return cfg
+
+
+def probe_config(params: dict[str, Any]):
+    from saeprobe.probes.methods import ProbeConfig
+
+    cfg = parse(ProbeConfig, params.get("probe"), "probe")
+    features = features_config(params)
+    if cfg.sae_pooling not in features.pooling:
+        raise ConfigError(
+            f"params: 'probe.sae_pooling' is '{cfg.sae_pooling}', which "
+            f"'features.pooling' {features.pooling} does not compute"
+        )
+    missing = [s for s in cfg.saes if s not in features.saes]
+    if missing:
+        raise ConfigError(f"params: 'probe.saes' has {missing}, not in 'features.saes'")
+    return cfg
+
+
+def regime_configs(params: dict[str, Any]):
+    from saeprobe.regimes import REGIMES, RegimeConfig
+
+    raw = params.get("regimes") or {}
+    unknown = sorted(set(raw) - set(REGIMES))
+    if unknown:
+        raise ConfigError(f"params: unknown regime(s) {unknown}; expected some of {REGIMES}")
+    return {name: parse(RegimeConfig, raw[name], f"regimes.{name}") for name in raw}

@@ -42,3 +42,16 @@ def run(main: Callable[..., None]) -> None:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def features_path(name: str, layer: int) -> Path:
+    return DATA / "features" / name / f"L{layer}.h5"
+
+
+def sae_variant_dir(name: str, layer: int, variant: str) -> Path:
+    """The saved SAE behind `variant`: the pretrained one, or the one fine-tuned on `name`."""
+    return sae_dir(layer, "pretrained" if variant == "pretrained" else name) / "sae"
+
+
+def probes_path(name: str) -> Path:
+    return DATA / "probes" / f"{name}.parquet"
