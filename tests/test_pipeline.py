@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 import yaml
 
@@ -36,6 +37,7 @@ def project(tmp_path_factory) -> Path:
         shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "tests" / "data" / "tiny_params.yaml", project / "params.yaml")
     dvc(project, "init", "--no-scm", "-q")
+    shutil.copytree(ROOT / ".dvc" / "plots", project / ".dvc" / "plots")
     return project
 
 
@@ -55,10 +57,35 @@ def test_repro_builds_every_output(project):
         assert "eval_before_finetune" in tuned and tuned["training"]["dead_latents"] > 0
         assert (project / "data/sae" / f"L{layer}" / "grammar" / "sae" / "cfg.json").exists()
         assert (project / "data/sae" / f"L{layer}" / "pretrained" / "cards.parquet").exists()
+    results = pl.read_parquet(project / "reports/probes/results.parquet")
+    fitted = results.filter(pl.col("status") == "ok")
+    assert set(fitted["regime"]) == {"normal", "scarcity", "imbalance", "noise", "shift"}
+    assert set(fitted.filter(pl.col("regime") == "shift")["test_dataset"]) == {"grammar"}
+    assert {"hidden", "sae_finetuned", "sae_pretrained_bin", "text"} <= set(
+        fitted["representation"]
+    )
+    for regime in ("normal", "scarcity", "imbalance", "noise", "shift"):
+        summary = json.loads((project / "reports/probes" / f"{regime}.json").read_text())
+        assert summary["fits"] > 0 and summary["mean_auc"]
+    assert (project / "reports/plots/scarcity.csv").read_text().startswith("series,level,roc_auc")
 
 
 def test_second_repro_reruns_nothing(project):
     assert ran(dvc(project, "repro")) == set()
+
+
+def test_a_probe_parameter_reruns_only_probe_stages(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["probe"]["sae_k"] = [1, 4]
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    stages = ran(dvc(project, "repro"))
+    assert stages == {"probe@spam", "probe@grammar", "probe_report"}
+
+
+def test_dvc_shows_the_probe_metrics_and_plots(project):
+    assert "normal.json" in dvc(project, "metrics", "show")
+    out = dvc(project, "plots", "show", "--json")
+    assert "scarcity.csv" in out and "sae_k.csv" in out
 
 
 def test_changing_one_dataset_reruns_only_its_stages(project):

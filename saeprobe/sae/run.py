@@ -18,7 +18,7 @@ from saeprobe.sae.cards import feature_cards
 from saeprobe.sae.evaluate import ce_loss_recovered, reconstruction_metrics
 from saeprobe.sae.finetune import FinetuneConfig, finetune_sae, task_dead_latents
 from saeprobe.sae.io import load_sae, save_sae
-from saeprobe.sae.tokens import sample_rows, shuffled_batches
+from saeprobe.sae.tokens import doc_chunks, read_docs, sample_rows, shuffled_batches
 from saeprobe.sae.train import SAETrainConfig, new_sae, train_sae
 from saeprobe.store import TokenStore
 
@@ -31,8 +31,6 @@ def docs_in_split(store: TokenStore, texts: pl.DataFrame, split: str) -> np.ndar
 
 def one_pass(store: TokenStore, layer: int, docs: np.ndarray, batch_size: int = 4096):
     """Each token of `docs` once, in store order, in batches."""
-    from saeprobe.sae.tokens import doc_chunks, read_docs
-
     for chunk in doc_chunks(store, docs, 256):
         x = read_docs(store, layer, chunk)
         for i in range(0, len(x), batch_size):

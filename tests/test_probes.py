@@ -1,0 +1,197 @@
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from saeprobe.errors import ConfigError
+from saeprobe.features import pool_latents
+from saeprobe.probes import RESULT_SCHEMA, ProbeConfig, Representation, fit_method, run_sweep
+from saeprobe.probes.methods import rank_latents
+from saeprobe.probes.summary import quiver, summarize, with_labels
+from saeprobe.probes.validation import select_logistic, validation_splits
+from saeprobe.regimes import RegimeConfig
+
+
+def blobs(n=200, d=10, seed=0, shift=1.0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    X = rng.normal(size=(n, d))
+    X[:, 0] += shift * y
+    return X, y
+
+
+def test_validation_scheme_follows_the_paper():
+    y10 = np.array([0, 1] * 5)
+    assert len(validation_splits(y10, 0)) == 25  # leave-2-out pairs with one of each class
+    y60 = np.array([0, 1] * 30)
+    splits = validation_splits(y60, 0)
+    assert len(splits) == 6 and all(len(va) == 10 for _, va in splits)
+    y500 = np.array([0, 1] * 250)
+    ((tr, va),) = validation_splits(y500, 0)
+    assert np.array_equal(va, np.arange(400, 500))  # the last 100 rows, as the reference
+
+
+def test_c_selection_matches_fresh_fits_by_hand():
+    X, y = blobs(n=300, d=20, shift=0.6)
+    Cs = [1e-4, 1e-2, 1.0, 100.0]
+    _, params, val = select_logistic(X, y, Cs, "l2", seed=0, n_classes=2)
+    tr, va = np.arange(240), np.arange(240, 300)
+    scores = []
+    for C in Cs:
+        model = LogisticRegression(C=C, max_iter=1000).fit(X[tr], y[tr])
+        scores.append(roc_auc_score(y[va], model.predict_proba(X[va])[:, 1]))
+    assert params["C"] == Cs[int(np.argmax(scores))]
+    assert val == pytest.approx(max(scores), abs=1e-3)
+
+
+def test_top_latents_are_ranked_after_scaling_by_mean_nonzero_activation():
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    X = np.zeros((8, 3))
+    X[:, 0] = [0, 0, 0, 0, 1, 1, 1, 1]  # perfectly separating, small
+    X[:, 1] = [100, 0, 100, 0, 100, 100, 100, 0]  # large, barely separating
+    X[:, 2] = [2, 2, 2, 2, 2, 2, 2, 2]  # constant
+    assert rank_latents(sp.csr_matrix(X), y).tolist() == [0, 1, 2]
+
+
+def test_top_k_probe_uses_exactly_k_latents():
+    X, y = blobs(n=120, d=30, shift=3.0)
+    fit = fit_method(
+        "sae_top2",
+        sp.csr_matrix(np.abs(X)),
+        y,
+        sp.csr_matrix(np.abs(X)),
+        ProbeConfig(c_grid_size=3),
+        seed=0,
+        n_classes=2,
+    )
+    assert len(fit.params["latents"]) == 2
+
+
+def test_k_larger_than_the_width_is_a_clear_error():
+    X, y = blobs(n=40, d=5)
+    with pytest.raises(ConfigError, match="larger than the SAE width 5"):
+        fit_method("sae_top16", sp.csr_matrix(X), y, sp.csr_matrix(X), ProbeConfig(), 0, 2)
+
+
+def test_top_n_count_pooling_by_hand():
+    z = torch.tensor([[3.0, 1.0, 0.0, 2.0], [0.0, 5.0, 4.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    doc = torch.tensor([0, 0, 1])
+    out = pool_latents(z, doc, 2, ["topn", "sum", "max", "last", "mean"], top_n=2)
+    assert out["topn"].tolist() == [[1, 1, 1, 1], [1, 0, 0, 0]]
+    assert out["sum"].tolist() == [[3, 6, 4, 2], [1, 0, 0, 0]]
+    assert out["max"].tolist() == [[3, 5, 4, 2], [1, 0, 0, 0]]
+    assert out["last"].tolist() == [[0, 5, 4, 0], [1, 0, 0, 0]]
+    assert out["mean"].tolist() == [[1.5, 3, 2, 1], [1, 0, 0, 0]]
+
+
+@pytest.mark.parametrize(
+    "method", ["logreg_l2", "logreg_l1", "pca", "knn", "xgboost", "mlp", "tree"]
+)
+def test_every_baseline_learns_an_easy_task(method):
+    X, y = blobs(n=160, d=8, shift=3.0)
+    fit = fit_method(method, X[:120], y[:120], X[120:], ProbeConfig(c_grid_size=4), 0, 2)
+    assert roc_auc_score(y[120:], fit.proba[:, 1]) > 0.85
+
+
+def test_multiclass_goes_one_vs_rest_and_scores_every_class():
+    rng = np.random.default_rng(0)
+    y = np.arange(150) % 3
+    X = rng.normal(size=(150, 6)) + 3 * np.eye(3, 6)[y]
+    fit = fit_method("logreg_l2", X[:120], y[:120], X[120:], ProbeConfig(c_grid_size=3), 0, 3)
+    assert fit.proba.shape == (30, 3) and (fit.proba.argmax(1) == y[120:]).mean() > 0.8
+
+
+def test_tfidf_reads_raw_text():
+    texts = np.asarray(
+        [("win cash now " if i % 2 else "see you at lunch ") + str(i) for i in range(60)],
+        dtype=object,
+    )
+    y = np.arange(60) % 2
+    fit = fit_method("tfidf", texts[:40], y[:40], texts[40:], ProbeConfig(), 0, 2)
+    assert roc_auc_score(y[40:], fit.proba[:, 1]) == 1.0
+
+
+def tiny_sweep(error=None):
+    X, y = blobs(n=240, d=12, shift=2.0)
+    prepared = pl.DataFrame(
+        {
+            "label": y,
+            "split": ["train"] * 180 + ["test"] * 60,
+            "text": [f"text {i}" for i in range(240)],
+        }
+    )
+    reps = [
+        Representation(3, "hidden", X),
+        Representation(3, "sae_pretrained", sp.csr_matrix(np.maximum(X, 0)), error),
+    ]
+    cfg = ProbeConfig(
+        n_jobs=1,
+        c_grid_size=3,
+        sae_k=[2, 4],
+        baselines=["logreg_l2", "knn"],
+        sae_methods=["sae_topk"],
+    )
+    regimes = {
+        "normal": RegimeConfig(seeds=2),
+        "scarcity": RegimeConfig(seeds=1, levels=[4, 999]),
+        "shift": RegimeConfig(seeds=1),
+    }
+    return run_sweep("toy", prepared, reps, cfg, regimes, base_seed=0)
+
+
+def test_results_table_has_the_documented_schema_and_reports_skips():
+    results = tiny_sweep()
+    assert dict(results.schema) == RESULT_SCHEMA
+    ok = results.filter(pl.col("status") == "ok")
+    assert set(ok["method"]) == {"logreg_l2", "knn", "sae_top2", "sae_top4"}
+    assert ok.filter(pl.col("regime") == "normal").height == 2 * 4
+    messages = results.filter(pl.col("status") == "skipped")["message"].to_list()
+    assert any("the pool has 180" in m for m in messages)
+    assert any("no shifted" in m for m in messages)
+    assert all(json.loads(p) is not None for p in ok["params"])
+
+
+def test_an_unreadable_representation_is_reported_and_the_rest_still_runs():
+    results = tiny_sweep(error="features come from another SAE")
+    bad = results.filter(pl.col("representation") == "sae_pretrained")
+    assert set(bad["status"]) == {"skipped"}
+    assert results.filter(
+        (pl.col("representation") == "hidden") & (pl.col("status") == "ok")
+    ).height
+
+
+def test_quiver_picks_by_validation_auc():
+    rows = pl.DataFrame(
+        {
+            "test_dataset": ["a"] * 3 + ["b"] * 3,
+            "seed": [0] * 6,
+            "layer": [1] * 6,
+            "representation": ["hidden", "hidden", "sae_x"] * 2,
+            "method": ["logreg_l2", "knn", "sae_top4"] * 2,
+            "val_auc": [0.9, 0.8, 0.95, 0.9, 0.7, 0.6],
+            "roc_auc": [0.85, 0.9, 0.80, 0.88, 0.7, 0.99],
+            "status": ["ok"] * 6,
+        }
+    )
+    q = quiver(with_labels(rows))
+    assert q == {
+        "settings": 2,
+        "sae_picked_share": 0.5,
+        "baselines_auc": pytest.approx(0.865),
+        "with_sae_auc": pytest.approx(0.84),
+    }
+
+
+def test_summary_compares_best_sae_with_best_baseline():
+    metrics = summarize(tiny_sweep(), n_boot=50, seed=0)
+    normal = metrics["normal"]["datasets"]["toy"]
+    assert normal["best_baseline"]["probe"].startswith("L3/hidden/")
+    assert normal["best_sae"]["probe"].startswith("L3/sae_pretrained/")
+    lo, hi = normal["best_baseline"]["ci95"]
+    assert lo <= normal["best_baseline"]["roc_auc"] <= hi
+    assert metrics["scarcity"]["not_fitted"] >= 1
