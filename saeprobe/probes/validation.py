@@ -58,14 +58,15 @@ def proba_full(model, X, n_classes: int) -> np.ndarray:
 
 
 def logistic(C: float, penalty: str, seed: int, n_classes: int, warm: bool = False):
-    solver = "saga" if penalty == "l1" else "lbfgs"
+    # liblinear solves the L1 problem two orders of magnitude faster than saga here.
+    solver = "liblinear" if penalty == "l1" else "lbfgs"
     model = LogisticRegression(
         C=C,
         l1_ratio=1.0 if penalty == "l1" else 0.0,
         solver=solver,
         max_iter=1000,
         random_state=seed,
-        warm_start=warm,
+        warm_start=warm and solver == "lbfgs",
     )
     return OneVsRestClassifier(model) if n_classes > 2 else model
 
