@@ -86,9 +86,11 @@ def select_logistic(X, y, Cs: Sequence[float], penalty: str, seed: int, n_classe
     if not splits:  # too few examples to validate: the default C, scored on training data
         model = fit_quietly(logistic(1.0, penalty, seed, n_classes), X, y)
         return model, {"C": 1.0}, auc(y, proba_full(model, X, n_classes))
+    warm = n_classes == 2 and penalty == "l2"
     scores = np.zeros((len(splits), len(Cs)))
+    starts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for i, (tr, va) in enumerate(splits):
-        model = logistic(Cs[0], penalty, seed, n_classes, warm=n_classes == 2)
+        model = logistic(Cs[0], penalty, seed, n_classes, warm=warm)
         for j, C in enumerate(Cs):
             if n_classes == 2:
                 model.set_params(C=C)
@@ -96,10 +98,14 @@ def select_logistic(X, y, Cs: Sequence[float], penalty: str, seed: int, n_classe
                 model.set_params(estimator__C=C)
             fit_quietly(model, X[tr], y[tr])
             scores[i, j] = auc(y[va], proba_full(model, X[va], n_classes))
+            if warm:
+                starts[j] = (model.coef_.copy(), model.intercept_.copy())
     mean = np.nanmean(scores, axis=0) if np.isfinite(scores).any() else np.zeros(len(Cs))
     best = int(np.nanargmax(mean)) if np.isfinite(mean).any() else 0
-    model = fit_quietly(logistic(Cs[best], penalty, seed, n_classes), X, y)
-    return model, {"C": float(Cs[best])}, float(mean[best])
+    model = logistic(Cs[best], penalty, seed, n_classes, warm=warm)
+    if warm:  # the refit on all data starts from the last fold's solution at that C
+        model.coef_, model.intercept_ = starts[best]
+    return fit_quietly(model, X, y), {"C": float(Cs[best])}, float(mean[best])
 
 
 def select_by_validation(
