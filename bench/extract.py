@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from saeprobe.config import DatasetConfig, ExtractConfig, ModelConfig
-from saeprobe.data import prepare_dataset
+from saeprobe.data.prepare import prepare_dataset
 from saeprobe.extract import extract_dataset, length_batches, pad_batch, tokenize
 from saeprobe.models import load_model
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from saeprobe import config
-from saeprobe.data import read_prepared
+from saeprobe.data.schema import read_prepared
 from saeprobe.data.sources import package_dir
 from saeprobe.probes import ProbeConfig, fit_method
 from saeprobe.probes.inputs import align

@@ -1,81 +1,272 @@
-"""Typed views of params.yaml. Each dataclass mirrors one block; unknown keys are errors."""
+"""Typed views of params.yaml: one dataclass per section, documented per field, validated here.
+
+The defaults below are the defaults of params.yaml (a test keeps the two equal), so a
+benchmark or test that builds a config in code runs what the pipeline runs. A stage reads
+params through the `*_config` functions, which are strict: every key of a section must be
+spelled in params.yaml (no silent fall-back on a default), unknown keys are errors with a
+suggestion, and names (methods, regimes, poolings) are checked against their registries.
+
+This module imports nothing from the rest of the package but `errors`, so every stage can
+depend on it without depending on the domain code.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import yaml
 
 from saeprobe.errors import ConfigError
 
 T = TypeVar("T")
 
-POOLINGS = ("mean", "max", "last", "first")
+# Registries of names that params may use. The domain modules key their implementations by
+# these names, and check at import time that they implement exactly these.
 SOURCES = ("sae_probes", "bbc_news", "file", "huggingface")
+POOLINGS = ("mean", "max", "last", "first")
+TOKEN_DTYPES = ("bfloat16", "float16", "float32")
+TRAINABLE_ARCHITECTURES = ("topk", "relu")
+FEATURE_SAES = ("pretrained", "finetuned")
+FEATURE_POOLINGS = ("mean", "max", "sum", "last", "topn")
+HIDDEN_METHODS = ("logreg_l2", "logreg_l1", "pca", "knn", "xgboost", "mlp", "tree")
+TEXT_METHODS = ("tfidf",)
+SAE_METHODS = ("sae_topk", "sae_l1")
+REGIMES = ("normal", "scarcity", "imbalance", "noise", "shift")
+# The folders of user-supplied inputs. Stages that may read them depend on the whole folder
+# (DVC cannot declare a dependency that only some data sets have), so an input outside them
+# would go untracked: the config refuses it.
+DATA_INPUTS = "data/raw"  # files of `source: file` and `huggingface` data sets saved to disk
+SAE_INPUTS = "data/published"  # published SAEs named in sae.pretrained
+SECTIONS = (
+    "seed",
+    "model",
+    "extract",
+    "datasets",
+    "corpus",
+    "sae",
+    "finetune",
+    "sae_eval",
+    "features",
+    "probe",
+    "probe_report",
+    "regimes",
+)
+
+
+def optional(default: Any = None, factory: Any = None) -> Any:
+    """A field that params.yaml may leave out (the default applies)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"optional": True})
+    return field(default=default, metadata={"optional": True})
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "gemma3-270m"
-    dtype: str = "bfloat16"
-    device: str = "auto"
-    cache_dir: str = "~/.cache/saeprobe"
+    name: str = "gemma3-270m"  # an alias (gemma3-270m, minilm), a local folder or a hub id
+    dtype: str = "bfloat16"  # weights and activations in the forward pass
+    device: str = "auto"  # auto: cuda when present, else cpu
+    cache_dir: str = "~/.cache/saeprobe"  # the dequantized Gemma copy ($SAEPROBE_CACHE wins)
 
 
 @dataclass(frozen=True)
 class ExtractConfig:
-    layers: list[int] = field(default_factory=lambda: [6])
-    max_length: int = 128
-    batch_tokens: int = 4096
+    layers: list[int] = field(default_factory=lambda: [6, 12])  # hidden_states indices
+    max_length: int = 128  # tokens per document, BOS included; longer texts are truncated
+    batch_tokens: int = 4096  # padded tokens per forward pass
     max_batch_size: int = 64
     pooling: list[str] = field(default_factory=lambda: ["mean", "max", "last"])
-    token_dtype: str = "bfloat16"
+    token_dtype: str = "bfloat16"  # token activations on disk (bfloat16 keeps bf16 bits)
 
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    source: str
-    task: str | None = None
-    path: str | None = None
-    hf_name: str | None = None
-    hf_config: str | None = None
-    hf_split: str | None = None
-    text_column: str = "text"
-    label_column: str = "label"
-    group_column: str | None = None
-    domain_column: str | None = None
-    split_column: str | None = None
-    max_examples: int | None = None
-    max_ood_examples: int | None = None
-    test_size: float = 0.3
+    source: str  # one of SOURCES
+    task: str | None = optional()  # sae_probes: task name, full or short
+    path: str | None = optional()  # file: CSV, TSV, Parquet or JSONL; huggingface: save_to_disk
+    hf_name: str | None = optional()
+    hf_config: str | None = optional()
+    hf_split: str | None = optional()
+    text_column: str = optional("text")
+    label_column: str = optional("label")
+    group_column: str | None = optional()  # a sensitive attribute
+    domain_column: str | None = optional()
+    split_column: str | None = optional()  # train / test / ood per row
+    max_examples: int | None = optional()  # stratified cap on train + test
+    max_ood_examples: int | None = optional()
+    test_size: float = optional(0.3)
 
 
-def parse(cls: type[T], raw: Any, where: str) -> T:
-    """Build dataclass `cls` from a params mapping, naming `where` in every error."""
+@dataclass(frozen=True)
+class CorpusConfig:
+    tasks: list[str] = field(
+        default_factory=lambda: [
+            "161_agnews_0",
+            "111_yelp_data",
+            "88_glue_mnli",
+            "91_glue_qqp",
+            "102_twt_emotion",
+            "36_sciq_tf",
+        ]
+    )  # sparse-probing benchmark tasks whose texts pretrain the SAEs
+    max_texts_per_task: int = 600
+    eval_fraction: float = 0.1  # held-out texts for SAE evaluation (split "test")
+
+
+@dataclass(frozen=True)
+class SAETrainConfig:
+    architecture: str = "topk"  # one of TRAINABLE_ARCHITECTURES
+    expansion: int = 8  # width = expansion * model width
+    k: int = 32
+    k_start: int | None = 128  # k is annealed linearly from k_start to k; null: no annealing
+    k_anneal_fraction: float = 0.1  # ... over this share of training
+    tied: bool = False
+    l1_coefficient: float = 5.0  # relu only
+    aux_k: int = 256  # AuxK loss on latents dead for dead_tokens (topk only; 0: off)
+    aux_coefficient: float = 0.03125
+    dead_tokens: int = 100_000
+    lr: float = 5e-4
+    warmup_fraction: float = 0.05
+    decay_fraction: float = 0.2
+    batch_size: int = 1024
+    train_tokens: int = 400_000
+    buffer_tokens: int = 65_536
+    normalize: bool = True  # scale inputs to mean norm sqrt(width); saved with the SAE
+    pretrained: dict[str, str] = field(default_factory=dict)  # layer -> published SAE on disk
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    lr: float = 1e-4
+    epochs: int = 2
+    batch_size: int = 1024
+    dead_weight: float = 0.1  # weight of the dead latents' residual loss
+    buffer_tokens: int = 65_536
+
+
+@dataclass(frozen=True)
+class SAEEvalConfig:
+    ce_docs: int = 32  # documents for the spliced-in LM loss (causal models only)
+    card_top: int = 8  # top activating token spans kept per latent
+    card_context_chars: int = 60
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    saes: list[str] = field(default_factory=lambda: list(FEATURE_SAES))
+    pooling: list[str] = field(default_factory=lambda: list(FEATURE_POOLINGS))
+    top_n: int = 4  # MOSAIC's top-n count pooling
+
+
+def _default_grids() -> dict[str, Any]:
+    return {
+        "pca": {"n_components": [1, 2, 5, 10, 20, 50, 100, 200]},
+        "knn": {"n_neighbors": [1, 2, 3, 5, 10, 20, 50]},
+        "xgboost": {
+            "trials": 4,
+            "max_depth": [2, 3, 4, 6],
+            "n_estimators": [50, 100, 200],
+            "learning_rate": [0.03, 0.1, 0.3],
+            "subsample": [0.7, 1.0],
+        },
+        "mlp": [
+            {"hidden_layer_sizes": [64], "alpha": 0.0001},
+            {"hidden_layer_sizes": [128], "alpha": 0.01},
+            {"hidden_layer_sizes": [256, 128], "alpha": 0.001},
+        ],
+        "tree": {"max_depth": [2, 4, 8, 16, None]},
+        "tfidf": {"C": [0.1, 1.0, 10.0, 100.0]},
+    }
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    n_jobs: int = -1  # joblib workers; -1: one per core
+    c_log10_range: list[float] = field(default_factory=lambda: [-5.0, 5.0])  # logistic C grid
+    c_grid_size: int = 10
+    sae_k: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
+    hidden_pooling: str = "mean"  # one of extract.pooling
+    sae_pooling: str = "mean"  # one of features.pooling
+    saes: list[str] = field(default_factory=lambda: list(FEATURE_SAES))
+    binarize_threshold: float | None = 1.0  # also probe SAE features > threshold; null: off
+    baselines: list[str] = field(default_factory=lambda: list(HIDDEN_METHODS + TEXT_METHODS))
+    sae_methods: list[str] = field(default_factory=lambda: list(SAE_METHODS))
+    # Search spaces of the grid-searched methods: a mapping of lists is a product grid, a
+    # list of mappings is the grid itself; xgboost draws `trials` random points of its space.
+    grids: dict[str, Any] = field(default_factory=_default_grids)
+    allow_failures: bool = False  # true: a fit that raises is recorded as failed, not fatal
+
+    @property
+    def Cs(self) -> list[float]:
+        lo, hi = self.c_log10_range
+        return [float(c) for c in np.logspace(lo, hi, self.c_grid_size)]
+
+
+@dataclass(frozen=True)
+class ProbeReportConfig:
+    bootstrap: int = 1000  # bootstrap resamples of the 95% intervals
+
+
+@dataclass(frozen=True)
+class RegimeConfig:
+    seeds: int = 3
+    levels: list[float] = optional(factory=list)  # sizes, positive shares or flip shares
+    max_train: int = optional(1024)  # normal, noise and shift: balanced, at most this many
+    train_size: int = optional(256)  # imbalance: training examples at every positive share
+    methods: list[str] | None = optional()  # None: every configured method
+    layers: list[int] | None = optional()  # None: every extracted layer
+
+
+# ---------------------------------------------------------------------------------------
+# Parsing
+
+
+def parse(cls: type[T], raw: Any, where: str, complete: bool = True) -> T:
+    """Build dataclass `cls` from a params mapping, naming `where` in every error.
+
+    complete: every field not marked optional must be present (params.yaml is the single
+    source of the pipeline's settings; code defaults serve tests and library users)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"params: '{where}' must be a mapping, got {type(raw).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(f"params: unknown key '{where}.{key}'{suggest(key, fields)}")
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in raw and (_required(f) or (complete and not f.metadata.get("optional")))
+    ]
+    if missing:
         raise ConfigError(
-            f"params: unknown key(s) {unknown} in '{where}'; expected some of {sorted(fields)}"
+            f"params: '{where}' is missing {', '.join(repr(m) for m in missing)} "
+            "(see the project's params.yaml for every key and its default)"
         )
     hints = typing.get_type_hints(cls)
-    values = {}
-    for name, value in raw.items():
-        values[name] = _coerce(value, hints[name], f"{where}.{name}")
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        missing = [n for n, f in fields.items() if _required(f) and n not in raw]
-        raise ConfigError(f"params: '{where}' is missing required key(s) {missing}") from exc
+    values = {name: _coerce(value, hints[name], f"{where}.{name}") for name, value in raw.items()}
+    return cls(**values)
+
+
+def suggest(word: str, choices: Any) -> str:
+    """'; did you mean X?' for a close match, and the valid choices."""
+    choices = sorted(str(c) for c in choices)
+    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"{hint} Expected one of {choices}"
+
+
+def check_names(values: list[str], valid: tuple[str, ...], where: str) -> None:
+    for value in values:
+        if value not in valid:
+            raise ConfigError(f"params: '{where}' has '{value}'{suggest(value, valid)}")
 
 
 def _required(f: dataclasses.Field) -> bool:
@@ -114,6 +305,7 @@ def _is_exact(value: Any, hint: type) -> bool:
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """The params file as a mapping; an unknown top-level section is an error."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"params file {path} does not exist")
@@ -123,47 +315,93 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
         raise ConfigError(f"params file {path} is not valid YAML: {exc}") from exc
     if not isinstance(params, dict):
         raise ConfigError(f"params file {path} must hold a mapping at the top level")
+    for key in params:
+        if key not in SECTIONS:
+            raise ConfigError(f"{path}: unknown section '{key}'{suggest(key, SECTIONS)}")
     return params
 
 
+def section(params: dict[str, Any], name: str) -> Any:
+    if name not in params:
+        raise ConfigError(f"params: the section '{name}' is missing")
+    return params[name]
+
+
+# ---------------------------------------------------------------------------------------
+# One reader per section (or key) that a stage reads; each validates what it returns.
+
+
+def seed(params: dict[str, Any]) -> int:
+    value = section(params, "seed")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"params: 'seed' must be an integer, got {value!r}")
+    return value
+
+
+def dataset_names(params: dict[str, Any]) -> list[str]:
+    datasets = section(params, "datasets")
+    if not isinstance(datasets, dict) or not datasets:
+        raise ConfigError("params: 'datasets' must map at least one data set name to its config")
+    return sorted(datasets)
+
+
 def dataset_config(params: dict[str, Any], name: str) -> DatasetConfig:
-    datasets = params.get("datasets") or {}
+    datasets = section(params, "datasets") or {}
     if name not in datasets:
-        raise ConfigError(
-            f"params: no data set named '{name}' under 'datasets'; known: {sorted(datasets)}"
-        )
-    cfg = parse(DatasetConfig, datasets[name], f"datasets.{name}")
-    validate_dataset(cfg, f"datasets.{name}")
-    return cfg
-
-
-def validate_dataset(cfg: DatasetConfig, where: str) -> None:
+        raise ConfigError(f"params: no data set named '{name}' under 'datasets'")
+    where = f"datasets.{name}"
+    cfg = parse(DatasetConfig, datasets[name], where)
     if cfg.source not in SOURCES:
-        raise ConfigError(f"params: '{where}.source' is '{cfg.source}'; expected one of {SOURCES}")
+        raise ConfigError(
+            f"params: '{where}.source' is '{cfg.source}'{suggest(cfg.source, SOURCES)}"
+        )
     if not 0.0 < cfg.test_size < 1.0:
         raise ConfigError(f"params: '{where}.test_size' must lie in (0, 1), got {cfg.test_size}")
     for key in ("max_examples", "max_ood_examples"):
         value = getattr(cfg, key)
         if value is not None and value < 4:
             raise ConfigError(f"params: '{where}.{key}' must be at least 4, got {value}")
+    if cfg.path is not None:
+        require_inside(cfg.path, DATA_INPUTS, f"{where}.path")
+    return cfg
+
+
+def require_inside(path: str, folder: str, where: str) -> None:
+    """A user input must lie in its tracked folder, so that DVC sees it change."""
+    inside = Path(path)
+    if inside.is_absolute() or ".." in inside.parts or Path(folder) not in inside.parents:
+        raise ConfigError(
+            f"params: '{where}' is '{path}'; inputs must lie under {folder}/ (relative to the "
+            f"project, a symlink will do), where the pipeline tracks them"
+        )
 
 
 def model_config(params: dict[str, Any]) -> ModelConfig:
-    return parse(ModelConfig, params.get("model"), "model")
+    return parse(ModelConfig, section(params, "model"), "model")
+
+
+def field_value(params: dict[str, Any], cls: type, name: str, key: str) -> Any:
+    """One key of a section, typed as `cls` types it: for a stage that needs that key only
+    (and so declares only it in dvc.yaml)."""
+    raw = section(params, name)
+    if not isinstance(raw, dict) or key not in raw:
+        raise ConfigError(f"params: '{name}.{key}' is missing")
+    return _coerce(raw[key], typing.get_type_hints(cls)[key], f"{name}.{key}")
+
+
+def layers(params: dict[str, Any]) -> list[int]:
+    value = field_value(params, ExtractConfig, "extract", "layers")
+    if not value:
+        raise ConfigError("params: 'extract.layers' must name at least one layer")
+    return value
 
 
 def extract_config(params: dict[str, Any]) -> ExtractConfig:
-    cfg = parse(ExtractConfig, params.get("extract"), "extract")
-    bad = [p for p in cfg.pooling if p not in POOLINGS]
-    if bad:
-        raise ConfigError(f"params: 'extract.pooling' has {bad}; expected some of {POOLINGS}")
+    cfg = parse(ExtractConfig, section(params, "extract"), "extract")
+    check_names(cfg.pooling, POOLINGS, "extract.pooling")
     if not cfg.layers:
         raise ConfigError("params: 'extract.layers' must name at least one layer")
-    if cfg.token_dtype not in ("bfloat16", "float16", "float32"):
-        raise ConfigError(
-            f"params: 'extract.token_dtype' is '{cfg.token_dtype}'; "
-            "expected bfloat16, float16 or float32"
-        )
+    check_names([cfg.token_dtype], TOKEN_DTYPES, "extract.token_dtype")
     if cfg.max_length < 2 or cfg.batch_tokens < cfg.max_length:
         raise ConfigError(
             "params: 'extract.max_length' must be >= 2 and 'extract.batch_tokens' >= max_length"
@@ -171,17 +409,8 @@ def extract_config(params: dict[str, Any]) -> ExtractConfig:
     return cfg
 
 
-def seed(params: dict[str, Any]) -> int:
-    value = params.get("seed", 0)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ConfigError(f"params: 'seed' must be an integer, got {value!r}")
-    return value
-
-
-def corpus_config(params: dict[str, Any]):
-    from saeprobe.data.corpus import CorpusConfig
-
-    cfg = parse(CorpusConfig, params.get("corpus"), "corpus")
+def corpus_config(params: dict[str, Any]) -> CorpusConfig:
+    cfg = parse(CorpusConfig, section(params, "corpus"), "corpus")
     if not cfg.tasks:
         raise ConfigError("params: 'corpus.tasks' must name at least one sae-probes task")
     if not 0.0 <= cfg.eval_fraction < 1.0:
@@ -191,80 +420,69 @@ def corpus_config(params: dict[str, Any]):
     return cfg
 
 
-def sae_train_config(params: dict[str, Any]):
-    from saeprobe.sae.train import SAETrainConfig
-
-    cfg = parse(SAETrainConfig, params.get("sae"), "sae")
-    if cfg.architecture not in ("topk", "relu"):
-        raise ConfigError(
-            f"params: 'sae.architecture' is '{cfg.architecture}'; expected topk or relu"
-        )
+def sae_train_config(params: dict[str, Any]) -> SAETrainConfig:
+    cfg = parse(SAETrainConfig, section(params, "sae"), "sae")
+    check_names([cfg.architecture], TRAINABLE_ARCHITECTURES, "sae.architecture")
     if cfg.expansion < 1 or cfg.batch_size < 1 or cfg.train_tokens < cfg.batch_size:
         raise ConfigError(
             "params: 'sae.expansion', 'sae.batch_size' >= 1 and 'sae.train_tokens' >= batch_size"
         )
+    for layer, path in cfg.pretrained.items():
+        require_inside(path, SAE_INPUTS, f"sae.pretrained.{layer}")
     return cfg
 
 
-def finetune_config(params: dict[str, Any]):
-    from saeprobe.sae.finetune import FinetuneConfig
-
-    return parse(FinetuneConfig, params.get("finetune"), "finetune")
-
-
-@dataclass(frozen=True)
-class SAEEvalConfig:
-    ce_docs: int = 32  # documents for the spliced-in LM loss (causal models only)
-    card_top: int = 8  # top activating token spans kept per latent
-    card_context_chars: int = 60
+def finetune_config(params: dict[str, Any]) -> FinetuneConfig:
+    cfg = parse(FinetuneConfig, section(params, "finetune"), "finetune")
+    if cfg.epochs < 0 or cfg.batch_size < 1:
+        raise ConfigError("params: 'finetune.epochs' must be >= 0 and 'finetune.batch_size' >= 1")
+    return cfg
 
 
 def sae_eval_config(params: dict[str, Any]) -> SAEEvalConfig:
-    return parse(SAEEvalConfig, params.get("sae_eval"), "sae_eval")
-
-
-@dataclass(frozen=True)
-class FeaturesConfig:
-    saes: list[str] = field(default_factory=lambda: ["pretrained", "finetuned"])
-    pooling: list[str] = field(default_factory=lambda: ["mean", "max", "sum", "last", "topn"])
-    top_n: int = 4  # MOSAIC's top-n count pooling
-    binarize_threshold: float | None = 1.0  # probes also see features > threshold; null: off
+    return parse(SAEEvalConfig, section(params, "sae_eval"), "sae_eval")
 
 
 def features_config(params: dict[str, Any]) -> FeaturesConfig:
-    from saeprobe.features import FEATURE_POOLINGS
-
-    cfg = parse(FeaturesConfig, params.get("features"), "features")
-    bad = [p for p in cfg.pooling if p not in FEATURE_POOLINGS]
-    if bad:
-        raise ConfigError(f"params: 'features.pooling' has {bad}; expected {FEATURE_POOLINGS}")
-    bad = [s for s in cfg.saes if s not in ("pretrained", "finetuned")]
-    if bad:
-        raise ConfigError(f"params: 'features.saes' has {bad}; expected pretrained, finetuned")
+    cfg = parse(FeaturesConfig, section(params, "features"), "features")
+    check_names(cfg.pooling, FEATURE_POOLINGS, "features.pooling")
+    check_names(cfg.saes, FEATURE_SAES, "features.saes")
     return cfg
 
 
-def probe_config(params: dict[str, Any]):
-    from saeprobe.probes.methods import ProbeConfig
-
-    cfg = parse(ProbeConfig, params.get("probe"), "probe")
-    features = features_config(params)
-    if cfg.sae_pooling not in features.pooling:
-        raise ConfigError(
-            f"params: 'probe.sae_pooling' is '{cfg.sae_pooling}', which "
-            f"'features.pooling' {features.pooling} does not compute"
-        )
-    missing = [s for s in cfg.saes if s not in features.saes]
-    if missing:
-        raise ConfigError(f"params: 'probe.saes' has {missing}, not in 'features.saes'")
+def probe_config(params: dict[str, Any]) -> ProbeConfig:
+    cfg = parse(ProbeConfig, section(params, "probe"), "probe")
+    check_names(cfg.baselines, HIDDEN_METHODS + TEXT_METHODS, "probe.baselines")
+    check_names(cfg.sae_methods, SAE_METHODS, "probe.sae_methods")
+    check_names(cfg.saes, FEATURE_SAES, "probe.saes")
+    check_names([cfg.hidden_pooling], POOLINGS, "probe.hidden_pooling")
+    check_names([cfg.sae_pooling], FEATURE_POOLINGS, "probe.sae_pooling")
+    check_names(list(cfg.grids), HIDDEN_METHODS[2:] + TEXT_METHODS, "probe.grids")
+    if len(cfg.c_log10_range) != 2 or cfg.c_grid_size < 1:
+        raise ConfigError("params: 'probe.c_log10_range' must be [low, high], c_grid_size >= 1")
+    if any(k < 1 for k in cfg.sae_k):
+        raise ConfigError(f"params: 'probe.sae_k' must hold positive integers, got {cfg.sae_k}")
     return cfg
 
 
-def regime_configs(params: dict[str, Any]):
-    from saeprobe.regimes import REGIMES, RegimeConfig
+def probe_report_config(params: dict[str, Any]) -> ProbeReportConfig:
+    return parse(ProbeReportConfig, section(params, "probe_report"), "probe_report")
 
-    raw = params.get("regimes") or {}
-    unknown = sorted(set(raw) - set(REGIMES))
-    if unknown:
-        raise ConfigError(f"params: unknown regime(s) {unknown}; expected some of {REGIMES}")
-    return {name: parse(RegimeConfig, raw[name], f"regimes.{name}") for name in raw}
+
+def regime_configs(params: dict[str, Any]) -> dict[str, RegimeConfig]:
+    raw = section(params, "regimes") or {}
+    if not isinstance(raw, dict):
+        raise ConfigError("params: 'regimes' must map regime names to their settings")
+    check_names(list(raw), REGIMES, "regimes")
+    valid_methods = HIDDEN_METHODS + TEXT_METHODS + SAE_METHODS
+    out = {}
+    for name, value in raw.items():
+        cfg = parse(RegimeConfig, value, f"regimes.{name}")
+        if cfg.seeds < 1:
+            raise ConfigError(f"params: 'regimes.{name}.seeds' must be at least 1")
+        if name in ("scarcity", "imbalance", "noise") and not cfg.levels:
+            raise ConfigError(f"params: 'regimes.{name}.levels' must list at least one level")
+        if cfg.methods is not None:
+            check_names(cfg.methods, valid_methods, f"regimes.{name}.methods")
+        out[name] = cfg
+    return out

@@ -150,7 +150,10 @@ def extract_dataset(
     out_dir: Path,
     progress: bool = True,
 ) -> dict:
-    """Write tokens.h5, pooled.parquet and stats.json into `out_dir`, atomically."""
+    """Write tokens.h5, pooled.parquet and stats.json into `out_dir`, atomically.
+
+    stats.json holds only what the inputs determine (counts); the returned dict adds the
+    timing (`seconds`, `tokens_per_s`), which belongs in a metric or a log, not an output."""
     check_layers(cfg.layers, model.n_layers)
     if "first" in cfg.pooling and not model.has_cls:
         raise ConfigError("params: 'extract.pooling' has 'first', but this model has no CLS token")
@@ -202,10 +205,9 @@ def extract_dataset(
             "content_tokens": n_content,
             "truncated_docs": tokens.n_truncated,
             "batches": len(batches),
-            "seconds": round(seconds, 3),
-            "tokens_per_s": round(n_tokens / seconds, 1) if seconds else None,
             "layers": layers,
             "model": model.name,
         }
         write_json(tmp / "stats.json", stats)
-    return stats
+    timing = {"seconds": round(seconds, 3), "tokens_per_s": round(n_tokens / seconds, 1)}
+    return stats | timing

@@ -1,9 +1,6 @@
 """SAE features per document: encode cached token activations, pool, store sparse.
 
-features.h5 layout (one file per data set and layer):
-    doc_ids                          (n_docs,) str, in the token store's order
-    <sae>/<pooling>/{data, indices, indptr}   CSR matrix (n_docs, d_sae), float32
-    attrs["<sae>.fingerprint"]       hash of the SAE weights the features came from
+The pooled codes are stored in features.h5 (see `saeprobe.store.write_feature_file`).
 Poolings: mean, max, sum, last (over content tokens) and MOSAIC's top-n count: per token the
 indices of its n largest latents become one-hot, summed over the document's tokens.
 """
@@ -13,17 +10,15 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import h5py
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+from saeprobe.config import FEATURE_POOLINGS
 from saeprobe.errors import ConfigError
 from saeprobe.sae.base import SparseAutoencoder
 from saeprobe.sae.io import WEIGHTS
 from saeprobe.store import TokenStore
-
-FEATURE_POOLINGS = ("mean", "max", "sum", "last", "topn")
 
 
 def sae_fingerprint(folder: str | Path) -> str:
@@ -88,49 +83,3 @@ def encode_documents(
         for pooling, pooled in pool_latents(z, doc_of_row, len(doc_ids), poolings, top_n).items():
             parts[pooling].append(sp.csr_matrix(pooled.numpy().astype(np.float32)))
     return {p: sp.vstack(m, format="csr") for p, m in parts.items()}
-
-
-def write_features(
-    h5: h5py.File, sae_name: str, fingerprint: str, features: dict[str, sp.csr_matrix]
-) -> None:
-    h5.attrs[f"{sae_name}.fingerprint"] = fingerprint
-    for pooling, matrix in features.items():
-        group = h5.create_group(f"{sae_name}/{pooling}")
-        group.attrs["shape"] = matrix.shape
-        for key in ("data", "indices", "indptr"):
-            group.create_dataset(key, data=getattr(matrix, key), compression="gzip")
-
-
-class FeatureFile:
-    """Read-only view of features.h5."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if not self.path.exists():
-            raise ConfigError(f"SAE features {self.path} do not exist; run the features stage")
-        with h5py.File(self.path, "r") as h5:
-            self.doc_ids = [s.decode() if isinstance(s, bytes) else s for s in h5["doc_ids"][:]]
-            self.fingerprints = {
-                k.removesuffix(".fingerprint"): str(v)
-                for k, v in h5.attrs.items()
-                if k.endswith(".fingerprint")
-            }
-
-    def matrix(self, sae_name: str, pooling: str, expected_fingerprint: str | None = None):
-        if sae_name not in self.fingerprints:
-            raise ConfigError(
-                f"{self.path}: no features of SAE '{sae_name}'; it has {sorted(self.fingerprints)}"
-            )
-        if expected_fingerprint and self.fingerprints[sae_name] != expected_fingerprint:
-            raise ConfigError(
-                f"{self.path}: features of '{sae_name}' come from another SAE "
-                f"({self.fingerprints[sae_name]}) than the one on disk now "
-                f"({expected_fingerprint}); rerun the features stage"
-            )
-        with h5py.File(self.path, "r") as h5:
-            if f"{sae_name}/{pooling}" not in h5:
-                raise ConfigError(f"{self.path}: no '{pooling}' pooling of '{sae_name}'")
-            g = h5[f"{sae_name}/{pooling}"]
-            return sp.csr_matrix(
-                (g["data"][:], g["indices"][:], g["indptr"][:]), shape=tuple(g.attrs["shape"])
-            )

@@ -2,27 +2,16 @@
 
 Each sampler takes the indices of the training pool, of the test split and of the shifted
 split, and returns the training indices, their (possibly noisy) labels and the test indices.
-A level that cannot be built raises ConfigError; the sweep records it and goes on."""
+A level that this data cannot support raises Infeasible; the sweep records it and goes on."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from saeprobe.errors import ConfigError
-
-REGIMES = ("normal", "scarcity", "imbalance", "noise", "shift")
-
-
-@dataclass(frozen=True)
-class RegimeConfig:
-    seeds: int = 3
-    levels: list[float] = field(default_factory=list)  # sizes, positive shares or flip shares
-    max_train: int = 1024  # normal, noise and shift: a balanced set of at most this many
-    train_size: int = 256  # imbalance: training examples at every positive share
-    methods: list[str] | None = None  # None: every configured method
-    layers: list[int] | None = None  # None: every extracted layer
+from saeprobe.config import RegimeConfig
+from saeprobe.errors import ConfigError, Infeasible
 
 
 @dataclass
@@ -50,7 +39,7 @@ def require_per_class(
 ) -> None:
     counts = np.bincount(labels, minlength=n_classes)
     if (counts < minimum).any():
-        raise ConfigError(
+        raise Infeasible(
             f"{what}: leaves class counts {counts.tolist()}; every class needs at least {minimum}"
         )
 
@@ -60,6 +49,7 @@ def sample(
     level: float | None,
     cfg: RegimeConfig,
     y: np.ndarray,
+    *,
     train_pool: np.ndarray,
     test_pool: np.ndarray,
     ood_pool: np.ndarray,
@@ -76,13 +66,13 @@ def sample(
             labels = flip_labels(labels, float(level), n_classes, rng)
         if regime == "shift":
             if len(ood_pool) == 0:
-                raise ConfigError(f"{what}: this data set has no shifted (OOD) split")
+                raise Infeasible(f"{what}: this data set has no shifted (OOD) split")
             test = ood_pool
         require_per_class(train, y[train], n_classes, 2, what)
     elif regime == "scarcity":
         size = int(level)
         if size > len(train_pool):
-            raise ConfigError(
+            raise Infeasible(
                 f"{what}: asks for {size} training examples; the pool has {len(train_pool)}"
             )
         train = balanced(train_pool, y, size, rng)
@@ -91,14 +81,14 @@ def sample(
         require_per_class(train, labels, n_classes, 1, what)
     elif regime == "imbalance":
         if n_classes != 2:
-            raise ConfigError(f"{what}: class imbalance is defined for binary tasks only")
+            raise Infeasible(f"{what}: class imbalance is defined for binary tasks only")
         train = imbalanced(train_pool, y, float(level), cfg.train_size, rng)
         labels = y[train].copy()
         test = imbalanced(test_pool, y, float(level), len(test_pool), rng)
         require_per_class(train, labels, 2, 2, what)
         require_per_class(test, y[test], 2, 1, f"{what} (test set)")
     else:
-        raise ConfigError(f"params: unknown regime '{regime}'; expected one of {REGIMES}")
+        raise ConfigError(f"params: unknown regime '{regime}'")
     return Sample(train, labels, test)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from saeprobe.data import read_prepared
+from saeprobe.data.schema import read_prepared
 from saeprobe.io import read_json
 
 
@@ -20,28 +20,21 @@ def dataset_summary(prepared: Path) -> dict:
 
 def extraction_summary(stats_path: Path) -> dict:
     stats = read_json(stats_path)
-    keys = ("docs", "tokens", "content_tokens", "truncated_docs", "seconds", "tokens_per_s")
-    return {key: stats[key] for key in keys}
+    return {key: stats[key] for key in ("docs", "tokens", "content_tokens", "truncated_docs")}
 
 
-def data_metrics(names: list[str], prepared: dict[str, Path], activations: dict[str, Path]) -> dict:
-    out = {}
-    for name in names:
-        entry = {"data": dataset_summary(prepared[name])}
-        stats = activations[name] / "stats.json"
-        if stats.exists():
-            entry["extract"] = extraction_summary(stats)
-        out[name] = entry
-    return out
-
-
-def totals(per_dataset: dict) -> dict:
-    extracts = [d["extract"] for d in per_dataset.values() if "extract" in d]
-    tokens = sum(e["tokens"] for e in extracts)
-    seconds = sum(e["seconds"] for e in extracts)
-    return {
-        "datasets": len(per_dataset),
-        "tokens": tokens,
-        "seconds": round(seconds, 3),
-        "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
+def data_metrics(prepared: dict[str, Path], activations: dict[str, Path]) -> dict:
+    """Per data set: its size by split and what extraction saw; and the totals."""
+    per_dataset = {
+        name: {
+            "data": dataset_summary(prepared[name]),
+            "extract": extraction_summary(activations[name] / "stats.json"),
+        }
+        for name in sorted(prepared)
     }
+    total = {
+        "datasets": len(per_dataset),
+        "examples": sum(d["data"]["examples"] for d in per_dataset.values()),
+        "tokens": sum(d["extract"]["tokens"] for d in per_dataset.values()),
+    }
+    return {"total": total, "datasets": per_dataset}

@@ -1,7 +1,9 @@
-"""What every stage module shares: one entry point that turns bad input into one clear line."""
+"""What every stage module shares: the paths of every stage output (named here only), and
+one entry point that turns bad input, bad usage and Ctrl-C into one line and an exit code."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 from collections.abc import Callable
@@ -11,6 +13,13 @@ from saeprobe.errors import ConfigError
 
 DATA = Path("data")
 REPORTS = Path("reports")
+CORPUS_TEXTS = DATA / "corpus" / "texts.parquet"
+CORPUS_ACTIVATIONS = DATA / "corpus" / "activations"
+METRICS = REPORTS / "metrics.json"
+PROBE_RESULTS = REPORTS / "probes" / "results.parquet"
+PROBE_METRICS = REPORTS / "probes" / "metrics.json"
+PLOTS = REPORTS / "plots"
+TIMING = REPORTS / "timing"
 
 
 def prepared_path(name: str) -> Path:
@@ -21,8 +30,12 @@ def activations_dir(name: str) -> Path:
     return DATA / "activations" / name
 
 
-CORPUS_TEXTS = DATA / "corpus" / "texts.parquet"
-CORPUS_ACTIVATIONS = DATA / "corpus" / "activations"
+def tokens_path(name: str) -> Path:
+    return activations_dir(name) / "tokens.h5"
+
+
+def pooled_path(name: str) -> Path:
+    return activations_dir(name) / "pooled.parquet"
 
 
 def sae_dir(layer: int, name: str = "pretrained") -> Path:
@@ -34,24 +47,49 @@ def sae_report(layer: int, name: str = "pretrained") -> Path:
     return REPORTS / "sae" / f"L{layer}" / f"{name}.json"
 
 
-def run(main: Callable[..., None]) -> None:
-    """Call `main(*argv)`; a ConfigError ends the stage with its message and exit code 2."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        main(*sys.argv[1:])
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+def sae_variant_dir(name: str, layer: int, variant: str) -> Path:
+    """The saved SAE behind `variant`: the pretrained one, or the one fine-tuned on `name`."""
+    return sae_dir(layer, "pretrained" if variant == "pretrained" else name) / "sae"
 
 
 def features_path(name: str, layer: int) -> Path:
     return DATA / "features" / name / f"L{layer}.h5"
 
 
-def sae_variant_dir(name: str, layer: int, variant: str) -> Path:
-    """The saved SAE behind `variant`: the pretrained one, or the one fine-tuned on `name`."""
-    return sae_dir(layer, "pretrained" if variant == "pretrained" else name) / "sae"
-
-
 def probes_path(name: str) -> Path:
     return DATA / "probes" / f"{name}.parquet"
+
+
+def timing_path(stage: str, name: str) -> Path:
+    """Seconds and throughput of one stage run: a metric, never an input of another stage."""
+    return TIMING / stage / f"{name}.json"
+
+
+def layer_arg(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"the layer argument must be an integer, got '{value}'") from None
+
+
+def run(main: Callable[..., None]) -> None:
+    """Call `main(*argv)`. Bad input (ConfigError) and bad usage end the stage with one line
+    and exit code 2; Ctrl-C with one line and 130. Outputs are written atomically, so an
+    interrupted stage leaves the previous ones untouched."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = sys.argv[1:]
+    params = list(inspect.signature(main).parameters)
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    prog = f"python -m {spec.name}" if spec else sys.argv[0]
+    if len(args) != len(params):
+        usage = " ".join(f"<{p}>" for p in params)
+        print(f"usage: {prog} {usage}".rstrip(), file=sys.stderr)
+        sys.exit(2)
+    try:
+        main(*args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: no output was changed", file=sys.stderr)
+        sys.exit(130)

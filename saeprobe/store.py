@@ -9,6 +9,11 @@ tokens.h5 layout (one file per data set):
     layers/<L>  (n_tokens, d)    float16, float32, or bfloat16 stored as its uint16 bit
                                  pattern (attrs["token_dtype"] says which), chunked by rows
 BOS, CLS, SEP and padding are never stored.
+
+features.h5 layout (one file per data set and layer; written by the features stage):
+    doc_ids                          (n_docs,) str, in the token store's order
+    <sae>/<pooling>/{data, indices, indptr}   CSR matrix (n_docs, d_sae), float32
+    attrs["<sae>.fingerprint"]       hash of the SAE weights the features came from
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+import scipy.sparse as sp
 import torch
 
 from saeprobe.errors import ConfigError
+from saeprobe.io import atomic_path
 
 CHUNK_ROWS = 1024
-TOKEN_DTYPES = ("bfloat16", "float16", "float32")
 
 
 def encode_tokens(values: torch.Tensor, dtype: str) -> np.ndarray:
@@ -124,6 +130,8 @@ class TokenStore:
         self.layers = [int(x) for x in self.file.attrs["layers"]]
         self.d_model = int(self.file.attrs["d_model"])
         self.dtype = str(self.file.attrs["token_dtype"])
+        # The tokenization the activations came from, so consumers re-tokenize alike.
+        self.max_length = int(self.file.attrs["max_length"])
         self.offsets = self.file["offsets"][:]
         self.doc_ids = [s.decode() if isinstance(s, bytes) else s for s in self.file["doc_ids"][:]]
         self._index = {doc_id: i for i, doc_id in enumerate(self.doc_ids)}
@@ -211,3 +219,63 @@ def read_pooled(path: str | Path, layer: int, pooling: str) -> tuple[list[str], 
         raise ConfigError(f"{path}: no pooled column '{column}'; it has {have}")
     df = pl.read_parquet(path, columns=["id", column])
     return df["id"].to_list(), df[column].to_numpy().astype(np.float32, copy=False)
+
+
+def write_feature_file(
+    path: Path,
+    doc_ids: list[str],
+    by_sae: dict[str, tuple[str, dict[str, sp.csr_matrix]]],
+) -> None:
+    """features.h5 at `path`, atomically: per SAE name, its fingerprint and pooled codes."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.create_dataset(
+            "doc_ids", data=np.asarray(doc_ids, dtype=object), dtype=h5py.string_dtype()
+        )
+        for sae_name, (fingerprint, features) in by_sae.items():
+            write_features(h5, sae_name, fingerprint, features)
+
+
+def write_features(
+    h5: h5py.File, sae_name: str, fingerprint: str, features: dict[str, sp.csr_matrix]
+) -> None:
+    h5.attrs[f"{sae_name}.fingerprint"] = fingerprint
+    for pooling, matrix in features.items():
+        group = h5.create_group(f"{sae_name}/{pooling}")
+        group.attrs["shape"] = matrix.shape
+        for key in ("data", "indices", "indptr"):
+            group.create_dataset(key, data=getattr(matrix, key), compression="gzip")
+
+
+class FeatureFile:
+    """Read-only view of features.h5."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise ConfigError(f"SAE features {self.path} do not exist; run the features stage")
+        with h5py.File(self.path, "r") as h5:
+            self.doc_ids = [s.decode() if isinstance(s, bytes) else s for s in h5["doc_ids"][:]]
+            self.fingerprints = {
+                k.removesuffix(".fingerprint"): str(v)
+                for k, v in h5.attrs.items()
+                if k.endswith(".fingerprint")
+            }
+
+    def matrix(self, sae_name: str, pooling: str, expected_fingerprint: str | None = None):
+        if sae_name not in self.fingerprints:
+            raise ConfigError(
+                f"{self.path}: no features of SAE '{sae_name}'; it has {sorted(self.fingerprints)}"
+            )
+        if expected_fingerprint and self.fingerprints[sae_name] != expected_fingerprint:
+            raise ConfigError(
+                f"{self.path}: features of '{sae_name}' come from another SAE "
+                f"({self.fingerprints[sae_name]}) than the one on disk now "
+                f"({expected_fingerprint}); rerun the features stage"
+            )
+        with h5py.File(self.path, "r") as h5:
+            if f"{sae_name}/{pooling}" not in h5:
+                raise ConfigError(f"{self.path}: no '{pooling}' pooling of '{sae_name}'")
+            g = h5[f"{sae_name}/{pooling}"]
+            return sp.csr_matrix(
+                (g["data"][:], g["indices"][:], g["indptr"][:]), shape=tuple(g.attrs["shape"])
+            )

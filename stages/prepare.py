@@ -1,7 +1,7 @@
 """prepare@<name>: one data set from its source to data/prepared/<name>.parquet."""
 
 from saeprobe import config
-from saeprobe.data import prepare_dataset
+from saeprobe.data.prepare import prepare_dataset
 from saeprobe.io import atomic_path
 from saeprobe.stage import prepared_path, run
 

@@ -3,45 +3,33 @@
 import logging
 
 from saeprobe import config
-from saeprobe.data import read_prepared
-from saeprobe.io import atomic_path
-from saeprobe.probes import run_sweep
+from saeprobe.data.schema import read_prepared
+from saeprobe.io import atomic_path, write_json
 from saeprobe.probes.inputs import load_representations
-from saeprobe.stage import (
-    activations_dir,
-    features_path,
-    prepared_path,
-    probes_path,
-    run,
-    sae_variant_dir,
-)
+from saeprobe.probes.methods import check_grids
+from saeprobe.probes.sweep import run_sweep
+from saeprobe.stage import features_path, pooled_path, prepared_path, probes_path, run, timing_path
 
 
 def main(name: str) -> None:
     params = config.load_params()
     cfg = config.probe_config(params)
-    features = config.features_config(params)
+    check_grids(cfg)
+    regimes = config.regime_configs(params)
     prepared = read_prepared(prepared_path(name))
     reps = load_representations(
         prepared,
-        activations_dir(name) / "pooled.parquet",
-        lambda layer: features_path(name, layer),
-        lambda layer, variant: sae_variant_dir(name, layer, variant),
-        config.extract_config(params).layers,
-        cfg,
-        features.binarize_threshold,
+        pooled_path=pooled_path(name),
+        feature_path=lambda layer: features_path(name, layer),
+        layers=config.layers(params),
+        cfg=cfg,
     )
-    results = run_sweep(
-        name,
-        prepared,
-        reps,
-        cfg,
-        config.regime_configs(params),
-        config.seed(params),
-        logging.getLogger("probe").info,
+    results, seconds = run_sweep(
+        name, prepared, reps, cfg, regimes, config.seed(params), logging.getLogger("probe").info
     )
     with atomic_path(probes_path(name)) as tmp:
         results.write_parquet(tmp)
+    write_json(timing_path("probe", name), {"seconds": seconds})
 
 
 if __name__ == "__main__":

@@ -1,40 +1,20 @@
-"""probe_report: one results table for every fit, per-regime metrics and the plot data."""
-
-import polars as pl
+"""probe_report: one results table for every fit, the per-regime metrics and the plot data."""
 
 from saeprobe import config
-from saeprobe.io import atomic_path, write_json
-from saeprobe.probes.summary import (
-    binarized_bars,
-    layer_curve,
-    level_curve,
-    sae_k_curve,
-    summarize,
-)
-from saeprobe.stage import REPORTS, probes_path, run
-
-PLOTS = REPORTS / "plots"
-
-
-def write_csv(df: pl.DataFrame, name: str) -> None:
-    with atomic_path(PLOTS / f"{name}.csv") as tmp:
-        df.write_csv(tmp)
+from saeprobe.probes.report import write_probe_report
+from saeprobe.stage import PLOTS, PROBE_METRICS, PROBE_RESULTS, probes_path, run
 
 
 def main() -> None:
     params = config.load_params()
-    names = sorted(params.get("datasets") or {})
-    results = pl.concat([pl.read_parquet(probes_path(n)) for n in names])
-    with atomic_path(REPORTS / "probes" / "results.parquet") as tmp:
-        results.write_parquet(tmp)
-    metrics = summarize(results, config.probe_config(params).bootstrap, config.seed(params))
-    for regime in config.regime_configs(params):
-        write_json(REPORTS / "probes" / f"{regime}.json", metrics.get(regime, {}))
-    for regime in ("scarcity", "imbalance", "noise"):
-        write_csv(level_curve(results, regime), regime)
-    write_csv(layer_curve(results), "layers")
-    write_csv(sae_k_curve(results), "sae_k")
-    write_csv(binarized_bars(results), "binarized")
+    write_probe_report(
+        [probes_path(name) for name in config.dataset_names(params)],
+        results_path=PROBE_RESULTS,
+        metrics_path=PROBE_METRICS,
+        plots_dir=PLOTS,
+        n_boot=config.probe_report_config(params).bootstrap,
+        seed=config.seed(params),
+    )
 
 
 if __name__ == "__main__":

@@ -2,19 +2,17 @@
 
 from saeprobe import config
 from saeprobe.io import write_json
-from saeprobe.reports import data_metrics, totals
-from saeprobe.stage import REPORTS, activations_dir, prepared_path, run
+from saeprobe.reports import data_metrics
+from saeprobe.stage import METRICS, activations_dir, prepared_path, run
 
 
 def main() -> None:
     params = config.load_params()
-    names = sorted(params.get("datasets") or {})
+    names = config.dataset_names(params)
     per_dataset = data_metrics(
-        names,
-        {n: prepared_path(n) for n in names},
-        {n: activations_dir(n) for n in names},
+        {n: prepared_path(n) for n in names}, {n: activations_dir(n) for n in names}
     )
-    write_json(REPORTS / "metrics.json", {"total": totals(per_dataset), "datasets": per_dataset})
+    write_json(METRICS, per_dataset)
 
 
 if __name__ == "__main__":

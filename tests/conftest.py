@@ -1,6 +1,11 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,3 +21,44 @@ def minilm():
     from saeprobe.models import load_model
 
     return load_model(ModelConfig(name="minilm", dtype="float32", device="cpu"))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_PARAMS = ROOT / "tests" / "data" / "tiny_params.yaml"
+
+
+def dvc(project: Path, *args: str) -> str:
+    """Run DVC in `project` with this interpreter's environment; fail with its output."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=project, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def copy_project(target: Path) -> Path:
+    """The pipeline's code and definition with the tiny params, as a DVC project."""
+    shutil.copy(ROOT / "dvc.yaml", target)
+    for name in ("saeprobe", "stages"):
+        shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("data/raw", "data/published"):
+        shutil.copytree(ROOT / name, target / name)
+    shutil.copy(TINY_PARAMS, target / "params.yaml")
+    dvc(target, "init", "--no-scm", "-q")
+    shutil.copytree(ROOT / ".dvc" / "plots", target / ".dvc" / "plots")
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_project(tmp_path_factory) -> Path:
+    """The tiny pipeline, reproduced once for the whole session (tests that change its
+    params restore them)."""
+    project = copy_project(tmp_path_factory.mktemp("project"))
+    output = dvc(project, "repro")
+    (project / "first_repro.log").write_text(output)
+    return project

@@ -3,7 +3,7 @@ import pytest
 
 from saeprobe import config
 from saeprobe.config import DatasetConfig, ExtractConfig, ModelConfig
-from saeprobe.data import prepare_dataset
+from saeprobe.data.prepare import prepare_dataset
 from saeprobe.errors import ConfigError
 from saeprobe.extract import extract_dataset
 from saeprobe.models import load_model
@@ -17,7 +17,7 @@ def _csv(tmp_path, **columns):
 
 def test_unknown_dataset_name_lists_the_known_ones():
     params = {"datasets": {"spam": {"source": "sae_probes", "task": "96_spam_is"}}}
-    with pytest.raises(ConfigError, match=r"no data set named 'nope'.*\['spam'\]"):
+    with pytest.raises(ConfigError, match=r"no data set named 'nope' under 'datasets'"):
         config.dataset_config(params, "nope")
 
 
@@ -27,8 +27,25 @@ def test_unknown_sae_probes_task_suggests_names():
 
 
 def test_unknown_key_in_params_is_named():
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['colour'\] in 'datasets.x'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'datasets.x.colour'.*\['domain_column'"):
         config.parse(DatasetConfig, {"source": "file", "colour": 1}, "datasets.x")
+
+
+def test_a_misspelled_key_gets_a_suggestion():
+    with pytest.raises(ConfigError, match=r"unknown key 'extract.layer'; did you mean 'layers'"):
+        config.parse(ExtractConfig, {"layer": [6]}, "extract")
+
+
+def test_a_misspelled_section_gets_a_suggestion(tmp_path):
+    (tmp_path / "params.yaml").write_text("seed: 0\nextrct:\n  layers: [6]\n")
+    with pytest.raises(ConfigError, match=r"unknown section 'extrct'; did you mean 'extract'"):
+        config.load_params(tmp_path / "params.yaml")
+
+
+def test_a_key_left_out_of_params_is_named_not_defaulted():
+    raw = {k: v for k, v in ExtractConfig().__dict__.items() if k != "max_length"}
+    with pytest.raises(ConfigError, match=r"'extract' is missing 'max_length'"):
+        config.extract_config({"extract": raw})
 
 
 def test_file_without_named_columns(tmp_path):
@@ -85,10 +102,10 @@ def test_layer_out_of_range(minilm, tmp_path):
 
 
 def test_bad_pooling_name():
-    with pytest.raises(ConfigError, match=r"'extract.pooling' has \['median'\]"):
-        config.extract_config({"extract": {"pooling": ["median"]}})
+    with pytest.raises(ConfigError, match=r"'extract.pooling' has 'median'; did you mean 'mean'"):
+        config.extract_config({"extract": ExtractConfig().__dict__ | {"pooling": ["median"]}})
 
 
 def test_wrong_type_in_params():
     with pytest.raises(ConfigError, match=r"'extract.max_length' must be int, got '128'"):
-        config.extract_config({"extract": {"max_length": "128"}})
+        config.extract_config({"extract": ExtractConfig().__dict__ | {"max_length": "128"}})

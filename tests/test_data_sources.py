@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from saeprobe.config import DatasetConfig
-from saeprobe.data import prepare_dataset
+from saeprobe.data.prepare import prepare_dataset
 from saeprobe.data.sources import sae_probes_tasks
 
 

@@ -8,13 +8,18 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from saeprobe.errors import ConfigError
+from saeprobe import config
+from saeprobe.config import ProbeConfig, RegimeConfig
+from saeprobe.errors import ConfigError, Infeasible
 from saeprobe.features import pool_latents
-from saeprobe.probes import RESULT_SCHEMA, ProbeConfig, Representation, fit_method, run_sweep
-from saeprobe.probes.methods import rank_latents
+from saeprobe.probes.methods import FitContext, check_grids, fit_method, rank_latents
 from saeprobe.probes.summary import quiver, summarize, with_labels
+from saeprobe.probes.sweep import RESULT_SCHEMA, FitFailed, Representation, run_sweep
 from saeprobe.probes.validation import select_logistic, validation_splits
-from saeprobe.regimes import RegimeConfig
+
+
+def ctx(n_classes=2, **cfg):
+    return FitContext(cfg=ProbeConfig(**cfg), seed=0, n_classes=n_classes)
 
 
 def blobs(n=200, d=10, seed=0, shift=1.0):
@@ -65,17 +70,37 @@ def test_top_k_probe_uses_exactly_k_latents():
         sp.csr_matrix(np.abs(X)),
         y,
         sp.csr_matrix(np.abs(X)),
-        ProbeConfig(c_grid_size=3),
-        seed=0,
-        n_classes=2,
+        ctx(c_grid_size=3),
     )
     assert len(fit.params["latents"]) == 2
 
 
-def test_k_larger_than_the_width_is_a_clear_error():
+def test_k_larger_than_the_width_is_an_infeasible_setting():
     X, y = blobs(n=40, d=5)
-    with pytest.raises(ConfigError, match="larger than the SAE width 5"):
-        fit_method("sae_top16", sp.csr_matrix(X), y, sp.csr_matrix(X), ProbeConfig(), 0, 2)
+    with pytest.raises(Infeasible, match="larger than the SAE width 5"):
+        fit_method("sae_top16", sp.csr_matrix(X), y, sp.csr_matrix(X), ctx())
+
+
+def test_an_unknown_method_name_in_params_is_refused_with_a_suggestion():
+    params = {"probe": {**ProbeConfig().__dict__, "baselines": ["logreg_l2", "logreg_l3"]}}
+    with pytest.raises(ConfigError, match="'probe.baselines' has 'logreg_l3'; did you mean"):
+        config.probe_config(params)
+    params = {"regimes": {"scarcity": {"seeds": 1, "levels": [4], "methods": ["logreg_l22"]}}}
+    with pytest.raises(ConfigError, match="regimes.scarcity.methods"):
+        config.regime_configs(params)
+
+
+def test_a_search_space_with_the_wrong_keys_is_refused():
+    grids = {**ProbeConfig().grids, "knn": {"k": [1, 3]}}
+    with pytest.raises(ConfigError, match=r"probe.grids.knn' must give \['n_neighbors'\]"):
+        check_grids(ProbeConfig(grids=grids))
+
+
+def test_grid_search_takes_its_space_from_params():
+    X, y = blobs(n=160, d=8, shift=3.0)
+    grids = {**ProbeConfig().grids, "knn": {"n_neighbors": [7]}}
+    fit = fit_method("knn", X[:120], y[:120], X[120:], ctx(grids=grids))
+    assert fit.params == {"n_neighbors": 7}
 
 
 def test_top_n_count_pooling_by_hand():
@@ -94,7 +119,7 @@ def test_top_n_count_pooling_by_hand():
 )
 def test_every_baseline_learns_an_easy_task(method):
     X, y = blobs(n=160, d=8, shift=3.0)
-    fit = fit_method(method, X[:120], y[:120], X[120:], ProbeConfig(c_grid_size=4), 0, 2)
+    fit = fit_method(method, X[:120], y[:120], X[120:], ctx(c_grid_size=4))
     assert roc_auc_score(y[120:], fit.proba[:, 1]) > 0.85
 
 
@@ -102,7 +127,7 @@ def test_multiclass_goes_one_vs_rest_and_scores_every_class():
     rng = np.random.default_rng(0)
     y = np.arange(150) % 3
     X = rng.normal(size=(150, 6)) + 3 * np.eye(3, 6)[y]
-    fit = fit_method("logreg_l2", X[:120], y[:120], X[120:], ProbeConfig(c_grid_size=3), 0, 3)
+    fit = fit_method("logreg_l2", X[:120], y[:120], X[120:], ctx(3, c_grid_size=3))
     assert fit.proba.shape == (30, 3) and (fit.proba.argmax(1) == y[120:]).mean() > 0.8
 
 
@@ -112,11 +137,11 @@ def test_tfidf_reads_raw_text():
         dtype=object,
     )
     y = np.arange(60) % 2
-    fit = fit_method("tfidf", texts[:40], y[:40], texts[40:], ProbeConfig(), 0, 2)
+    fit = fit_method("tfidf", texts[:40], y[:40], texts[40:], ctx())
     assert roc_auc_score(y[40:], fit.proba[:, 1]) == 1.0
 
 
-def tiny_sweep(error=None):
+def tiny_sweep(**cfg):
     X, y = blobs(n=240, d=12, shift=2.0)
     prepared = pl.DataFrame(
         {
@@ -127,21 +152,23 @@ def tiny_sweep(error=None):
     )
     reps = [
         Representation(3, "hidden", X),
-        Representation(3, "sae_pretrained", sp.csr_matrix(np.maximum(X, 0)), error),
+        Representation(3, "sae_pretrained", sp.csr_matrix(np.maximum(X, 0))),
     ]
-    cfg = ProbeConfig(
+    settings = dict(
         n_jobs=1,
         c_grid_size=3,
         sae_k=[2, 4],
         baselines=["logreg_l2", "knn"],
         sae_methods=["sae_topk"],
     )
+    cfg = ProbeConfig(**(settings | cfg))
     regimes = {
         "normal": RegimeConfig(seeds=2),
         "scarcity": RegimeConfig(seeds=1, levels=[4, 999]),
         "shift": RegimeConfig(seeds=1),
     }
-    return run_sweep("toy", prepared, reps, cfg, regimes, base_seed=0)
+    results, _seconds = run_sweep("toy", prepared, reps, cfg, regimes, base_seed=0)
+    return results
 
 
 def test_results_table_has_the_documented_schema_and_reports_skips():
@@ -153,16 +180,22 @@ def test_results_table_has_the_documented_schema_and_reports_skips():
     messages = results.filter(pl.col("status") == "skipped")["message"].to_list()
     assert any("the pool has 180" in m for m in messages)
     assert any("no shifted" in m for m in messages)
-    assert all(json.loads(p) is not None for p in ok["params"])
+    top4 = ok.filter(pl.col("method") == "sae_top4")["params"].to_list()
+    assert all(len(json.loads(p)["latents"]) == 4 for p in top4)
 
 
-def test_an_unreadable_representation_is_reported_and_the_rest_still_runs():
-    results = tiny_sweep(error="features come from another SAE")
-    bad = results.filter(pl.col("representation") == "sae_pretrained")
-    assert set(bad["status"]) == {"skipped"}
-    assert results.filter(
-        (pl.col("representation") == "hidden") & (pl.col("status") == "ok")
-    ).height
+def test_a_fit_that_raises_fails_the_sweep_naming_the_fit():
+    bad_grids = {**ProbeConfig().grids, "knn": {"n_neighbors": [-1]}}
+    with pytest.raises(FitFailed, match="probe hidden/knn at layer 3, regime normal"):
+        tiny_sweep(grids=bad_grids)
+
+
+def test_allow_failures_records_a_failing_fit_and_runs_the_rest():
+    bad_grids = {**ProbeConfig().grids, "knn": {"n_neighbors": [-1]}}
+    results = tiny_sweep(grids=bad_grids, allow_failures=True)
+    failed = results.filter(pl.col("status") == "failed")
+    assert set(failed["method"]) == {"knn"} and failed["message"][0].startswith("InvalidParam")
+    assert results.filter((pl.col("method") == "logreg_l2") & (pl.col("status") == "ok")).height
 
 
 def test_quiver_picks_by_validation_auc():

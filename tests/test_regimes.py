@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from saeprobe.errors import ConfigError
-from saeprobe.regimes import RegimeConfig, flip_labels, sample
+from saeprobe.config import RegimeConfig
+from saeprobe.errors import Infeasible
+from saeprobe.regimes import flip_labels, sample
 
 Y = np.array([0] * 300 + [1] * 200 + [0] * 100 + [1] * 100 + [0] * 40 + [1] * 40)
 TRAIN = np.arange(500)
@@ -11,7 +12,16 @@ OOD = np.arange(700, 780)
 
 
 def draw(regime, level=None, seed=0, **cfg):
-    return sample(regime, level, RegimeConfig(**cfg), Y, TRAIN, TEST, OOD, seed)
+    return sample(
+        regime,
+        level,
+        RegimeConfig(**cfg),
+        Y,
+        train_pool=TRAIN,
+        test_pool=TEST,
+        ood_pool=OOD,
+        seed=seed,
+    )
 
 
 def test_normal_is_balanced_capped_and_never_touches_test():
@@ -29,7 +39,7 @@ def test_scarcity_draws_the_asked_size_with_every_class(size):
 
 
 def test_scarcity_beyond_the_pool_is_a_clear_error():
-    with pytest.raises(ConfigError, match="asks for 4096 training examples; the pool has 500"):
+    with pytest.raises(Infeasible, match="asks for 4096 training examples; the pool has 500"):
         draw("scarcity", 4096)
 
 
@@ -43,7 +53,7 @@ def test_imbalance_sets_the_share_in_train_and_test(share):
 
 
 def test_imbalance_that_leaves_one_positive_is_refused():
-    with pytest.raises(ConfigError, match=r"class counts \[19, 1\]; every class needs at least 2"):
+    with pytest.raises(Infeasible, match=r"class counts \[19, 1\]; every class needs at least 2"):
         draw("imbalance", 0.05, train_size=20)
 
 
@@ -62,8 +72,17 @@ def test_flip_labels_moves_to_another_class_in_multiclass():
 
 def test_shift_tests_on_the_ood_split_and_needs_one():
     assert np.array_equal(draw("shift").test, OOD)
-    with pytest.raises(ConfigError, match="no shifted"):
-        sample("shift", None, RegimeConfig(), Y, TRAIN, TEST, np.array([], int), 0)
+    with pytest.raises(Infeasible, match="no shifted"):
+        sample(
+            "shift",
+            None,
+            RegimeConfig(),
+            Y,
+            train_pool=TRAIN,
+            test_pool=TEST,
+            ood_pool=np.array([], int),
+            seed=0,
+        )
 
 
 def test_samplers_are_deterministic_by_seed():
@@ -73,14 +92,14 @@ def test_samplers_are_deterministic_by_seed():
 
 def test_imbalance_needs_a_binary_task():
     y = np.arange(90) % 3
-    with pytest.raises(ConfigError, match="binary tasks only"):
+    with pytest.raises(Infeasible, match="binary tasks only"):
         sample(
             "imbalance",
             0.5,
             RegimeConfig(),
             y,
-            np.arange(60),
-            np.arange(60, 90),
-            np.array([], int),
-            0,
+            train_pool=np.arange(60),
+            test_pool=np.arange(60, 90),
+            ood_pool=np.array([], int),
+            seed=0,
         )

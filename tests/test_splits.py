@@ -1,7 +1,7 @@
 import polars as pl
 
 from saeprobe.config import DatasetConfig
-from saeprobe.data import prepare_dataset
+from saeprobe.data.prepare import prepare_dataset
 
 
 def _write(tmp_path, texts, labels):

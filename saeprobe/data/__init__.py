@@ -1,6 +1,4 @@
-"""Data sets: sources that all yield one table schema, and seeded stratified splits."""
+"""Data sets: sources that all yield one table schema (`schema`), seeded stratified splits
+(`split`), the prepared table of a data set (`prepare`) and the SAE corpus (`corpus`).
 
-from saeprobe.data.prepare import prepare_dataset
-from saeprobe.data.schema import SCHEMA, read_prepared
-
-__all__ = ["SCHEMA", "prepare_dataset", "read_prepared"]
+Kept free of imports, so that a stage reading a prepared table depends on `schema` alone."""

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import polars as pl
 
-from saeprobe.config import DatasetConfig
+from saeprobe.config import CorpusConfig, DatasetConfig
 from saeprobe.data.schema import validate
 from saeprobe.data.sources import load_source
 from saeprobe.data.split import assign_splits
 
 
-@dataclass(frozen=True)
-class CorpusConfig:
-    tasks: list[str] = field(default_factory=list)  # sparse-probing benchmark tasks
-    max_texts_per_task: int = 500
-    eval_fraction: float = 0.1  # held-out texts for SAE evaluation (split "test")
+def evaluation_texts(datasets: dict[str, DatasetConfig]) -> set[str]:
+    """Every text of every configured data set, before any cap: none may pretrain an SAE."""
+    texts: set[str] = set()
+    for name, cfg in datasets.items():
+        raw = load_source(cfg, f"datasets.{name}")
+        texts |= set(raw.filter(pl.col("text").is_not_null())["text"].to_list())
+    return texts
 
 
 def prepare_corpus(cfg: CorpusConfig, exclude: set[str], seed: int) -> pl.DataFrame:

@@ -1,13 +1,4 @@
-"""Probes on hidden states, SAE latents and text, with the paper's hyper-parameter selection."""
+"""Probes on hidden states, SAE latents and text (`methods`, chosen as the sparse-probing
+paper does in `validation`), run over the regimes (`sweep`) and summarized (`summary`).
 
-from saeprobe.probes.methods import ProbeConfig, fit_method, rank_latents
-from saeprobe.probes.sweep import RESULT_SCHEMA, Representation, run_sweep
-
-__all__ = [
-    "RESULT_SCHEMA",
-    "ProbeConfig",
-    "Representation",
-    "fit_method",
-    "rank_latents",
-    "run_sweep",
-]
+Kept free of imports, so that each stage depends only on the modules it uses."""

@@ -9,11 +9,10 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from saeprobe.config import ProbeConfig
 from saeprobe.errors import ConfigError
-from saeprobe.features import FeatureFile, sae_fingerprint
-from saeprobe.probes.methods import ProbeConfig
 from saeprobe.probes.sweep import Representation
-from saeprobe.store import read_pooled
+from saeprobe.store import FeatureFile, read_pooled
 
 
 def align(ids: list[str], wanted: list[str], where: str) -> np.ndarray:
@@ -27,15 +26,14 @@ def align(ids: list[str], wanted: list[str], where: str) -> np.ndarray:
 
 def load_representations(
     prepared: pl.DataFrame,
+    *,
     pooled_path: Path,
     feature_path: Callable[[int], Path],
-    sae_folder: Callable[[int, str], Path],
     layers: list[int],
     cfg: ProbeConfig,
-    binarize_threshold: float | None,
 ) -> list[Representation]:
-    """Hidden states, SAE features (and their binarized form) per layer, and the raw text.
-    A representation that cannot be read is kept with its error, so the sweep reports it."""
+    """The raw text, and per layer the pooled hidden states, the SAE features of every
+    configured SAE and, when asked for, their binarized form (> probe.binarize_threshold)."""
     ids = prepared["id"].to_list()
     reps = [Representation(-1, "text", np.asarray(prepared["text"].to_list(), dtype=object))]
     for layer in layers:
@@ -43,20 +41,12 @@ def load_representations(
         reps.append(Representation(layer, "hidden", X[align(pooled_ids, ids, str(pooled_path))]))
         if not cfg.sae_methods:
             continue
+        features = FeatureFile(feature_path(layer))
+        rows = align(features.doc_ids, ids, str(features.path))
         for variant in cfg.saes:
-            name = f"sae_{variant}"
-            try:
-                features = FeatureFile(feature_path(layer))
-                expected = sae_fingerprint(sae_folder(layer, variant))
-                matrix = features.matrix(variant, cfg.sae_pooling, expected)
-                X = sp.csr_matrix(matrix[align(features.doc_ids, ids, str(features.path))])
-            except ConfigError as exc:
-                reps.append(Representation(layer, name, None, str(exc)))
-                if binarize_threshold is not None and cfg.binarized:
-                    reps.append(Representation(layer, f"{name}_bin", None, str(exc)))
-                continue
-            reps.append(Representation(layer, name, X))
-            if binarize_threshold is not None and cfg.binarized:
-                binary = (binarize_threshold < X).astype(np.float32)
-                reps.append(Representation(layer, f"{name}_bin", sp.csr_matrix(binary)))
+            X = sp.csr_matrix(features.matrix(variant, cfg.sae_pooling)[rows])
+            reps.append(Representation(layer, f"sae_{variant}", X))
+            if cfg.binarize_threshold is not None:
+                binary = (cfg.binarize_threshold < X).astype(np.float32)
+                reps.append(Representation(layer, f"sae_{variant}_bin", sp.csr_matrix(binary)))
     return reps

@@ -1,11 +1,16 @@
-"""Every probe: hidden-state baselines, bag-of-words, and SAE-latent probes.
+"""Every probe, by name: hidden-state baselines, bag-of-words, and SAE-latent probes.
 
 A method maps (X_train, y_train, X_test) to class probabilities on the test set, the chosen
-hyper-parameters and the validation AUC that chose them."""
+hyper-parameters and the validation AUC that chose them. The registry `METHODS` holds each
+method's kind (which representation it reads) and its fit function; the search spaces of
+the grid-searched methods come from `probe.grids` in params."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,7 +22,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from saeprobe.errors import ConfigError
+from saeprobe import config
+from saeprobe.config import ProbeConfig
+from saeprobe.errors import ConfigError, Infeasible
 from saeprobe.probes.validation import (
     logistic,
     proba_full,
@@ -25,37 +32,32 @@ from saeprobe.probes.validation import (
     select_logistic,
 )
 
-BASELINES = ("logreg_l2", "logreg_l1", "pca", "knn", "xgboost", "mlp", "tree")
-SAE_METHODS = ("sae_topk", "sae_l1")
-TEXT_METHODS = ("tfidf",)
-
-
-@dataclass(frozen=True)
-class ProbeConfig:
-    n_jobs: int = -1
-    c_log10_range: list[float] = field(default_factory=lambda: [-5.0, 5.0])
-    c_grid_size: int = 10
-    sae_k: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
-    hidden_pooling: str = "mean"
-    sae_pooling: str = "mean"
-    saes: list[str] = field(default_factory=lambda: ["pretrained", "finetuned"])
-    binarized: bool = True
-    baselines: list[str] = field(default_factory=lambda: list(BASELINES + TEXT_METHODS))
-    sae_methods: list[str] = field(default_factory=lambda: list(SAE_METHODS))
-    xgboost_trials: int = 4
-    bootstrap: int = 1000
-
-    @property
-    def Cs(self) -> list[float]:
-        lo, hi = self.c_log10_range
-        return list(np.logspace(lo, hi, self.c_grid_size))
-
 
 @dataclass
 class Fit:
     proba: np.ndarray
     params: dict
     val_auc: float
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """What every fit shares besides its data."""
+
+    cfg: ProbeConfig
+    seed: int
+    n_classes: int
+
+
+FitFn = Callable[[Any, np.ndarray, Any, FitContext], Fit]
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    kind: str  # the representation it reads: hidden (also SAE codes for sae_*), text, sae
+    fit: FitFn
+    grid_keys: tuple[str, ...] = ()  # keys of its search space in probe.grids
 
 
 def rank_latents(X, y: np.ndarray) -> np.ndarray:
@@ -78,107 +80,166 @@ def _dense(X):
     return X.toarray() if sp.issparse(X) else X
 
 
-def fit_method(
-    method: str, X_train, y_train, X_test, cfg: ProbeConfig, seed: int, n_classes: int
-) -> Fit:
-    """Fit one method; `sae_top<k>` is the top-k latent probe with that k."""
-    n = len(y_train)
-    if method in ("logreg_l2", "logreg_l1", "sae_l1"):
-        penalty = "l2" if method == "logreg_l2" else "l1"
-        model, params, val = select_logistic(X_train, y_train, cfg.Cs, penalty, seed, n_classes)
-        return Fit(proba_full(model, X_test, n_classes), params, val)
-    if method.startswith("sae_top"):
-        k = int(method.removeprefix("sae_top"))
-        if k > X_train.shape[1]:
-            raise ConfigError(
-                f"params: 'probe.sae_k' has {k}, larger than the SAE width {X_train.shape[1]}"
-            )
-        keep = rank_latents(X_train, y_train)[:k]
-        Xtr, Xte = _dense(X_train[:, keep]), _dense(X_test[:, keep])
-        model, params, val = select_logistic(Xtr, y_train, cfg.Cs, "l2", seed, n_classes)
-        params["latents"] = keep.tolist()
-        return Fit(proba_full(model, Xte, n_classes), params, val)
-    if method == "pca":
-        limit = min(n - 1, X_train.shape[1])
-        grid = [{"n": c} for c in (1, 2, 5, 10, 20, 50, 100, 200) if c <= limit] or [{"n": 1}]
-        reducer = TruncatedSVD if sp.issparse(X_train) else PCA
+def grid_points(spec: Any) -> list[dict]:
+    """A list of mappings is the grid itself; a mapping of lists is their product."""
+    if isinstance(spec, list):
+        return [dict(point) for point in spec]
+    keys = sorted(spec)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*spec.values())]
 
-        def make(p):
-            return make_pipeline(
-                reducer(n_components=p["n"], random_state=seed),
-                logistic(1.0, "l2", seed, n_classes),
-            )
 
-        model, params, val = select_by_validation(make, grid, X_train, y_train, seed, n_classes)
-    elif method == "knn":
-        grid = [{"k": k} for k in (1, 2, 3, 5, 10, 20, 50) if k <= max(1, n // 2)]
-
-        def make(p):
-            return make_pipeline(
-                StandardScaler(with_mean=not sp.issparse(X_train)),
-                KNeighborsClassifier(n_neighbors=p["k"]),
-            )
-
-        model, params, val = select_by_validation(make, grid, X_train, y_train, seed, n_classes)
-    elif method == "xgboost":
-        model, params, val = _xgboost(X_train, y_train, cfg, seed, n_classes)
-    elif method == "mlp":
-        grid = [
-            {"hidden": (64,), "alpha": 1e-4},
-            {"hidden": (128,), "alpha": 1e-2},
-            {"hidden": (256, 128), "alpha": 1e-3},
-        ]
-
-        def make(p):
-            return make_pipeline(
-                StandardScaler(with_mean=not sp.issparse(X_train)),
-                MLPClassifier(p["hidden"], alpha=p["alpha"], max_iter=200, random_state=seed),
-            )
-
-        model, params, val = select_by_validation(make, grid, X_train, y_train, seed, n_classes)
-    elif method == "tree":
-        grid = [{"depth": d} for d in (2, 4, 8, 16, None)]
-
-        def make(p):
-            return DecisionTreeClassifier(max_depth=p["depth"], random_state=seed)
-
-        model, params, val = select_by_validation(make, grid, X_train, y_train, seed, n_classes)
-    elif method == "tfidf":
-        grid = [{"C": C} for C in (0.1, 1.0, 10.0, 100.0)]
-
-        def make(p):
-            return make_pipeline(
-                TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-                logistic(p["C"], "l2", seed, n_classes),
-            )
-
-        model, params, val = select_by_validation(make, grid, X_train, y_train, seed, n_classes)
-    else:
-        raise ConfigError(
-            f"params: unknown probe method '{method}'; expected one of "
-            f"{BASELINES + TEXT_METHODS + SAE_METHODS}"
+def _logistic_fit(penalty: str) -> FitFn:
+    def fit(X_train, y_train, X_test, ctx: FitContext) -> Fit:
+        model, params, val = select_logistic(
+            X_train, y_train, ctx.cfg.Cs, penalty, ctx.seed, ctx.n_classes
         )
-    return Fit(proba_full(model, X_test, n_classes), params, val)
+        return Fit(proba_full(model, X_test, ctx.n_classes), params, val)
+
+    return fit
 
 
-def _xgboost(X, y, cfg: ProbeConfig, seed: int, n_classes: int):
+def fit_top_k(k: int, X_train, y_train, X_test, ctx: FitContext) -> Fit:
+    """The top-k SAE probe: rank latents on the training set, fit on the k best."""
+    if k > X_train.shape[1]:
+        raise Infeasible(f"k = {k} is larger than the SAE width {X_train.shape[1]}")
+    keep = rank_latents(X_train, y_train)[:k]
+    fit = _logistic_fit("l2")(_dense(X_train[:, keep]), y_train, _dense(X_test[:, keep]), ctx)
+    fit.params["latents"] = keep.tolist()
+    return fit
+
+
+def _grid_fit(name: str, make: Callable[[dict, FitContext, bool], Any]) -> FitFn:
+    def fit(X_train, y_train, X_test, ctx: FitContext) -> Fit:
+        grid = _feasible(name, grid_points(ctx.cfg.grids[name]), len(y_train), X_train.shape)
+        model, params, val = select_by_validation(
+            lambda p: make(p, ctx, sp.issparse(X_train)),
+            grid,
+            X_train,
+            y_train,
+            ctx.seed,
+            ctx.n_classes,
+        )
+        return Fit(proba_full(model, X_test, ctx.n_classes), params, val)
+
+    return fit
+
+
+def _feasible(name: str, grid: list[dict], n: int, shape: tuple) -> list[dict]:
+    """Drop grid points the training set is too small for (PCA dimensions, KNN neighbours)."""
+    if name == "pca":
+        limit = min(n - 1, shape[1]) if len(shape) > 1 else n - 1
+        return [p for p in grid if p["n_components"] <= limit] or [{"n_components": 1}]
+    if name == "knn":
+        return [p for p in grid if p["n_neighbors"] <= max(1, n // 2)] or [{"n_neighbors": 1}]
+    return grid
+
+
+def _make_pca(p: dict, ctx: FitContext, sparse: bool):
+    reducer = TruncatedSVD if sparse else PCA
+    return make_pipeline(
+        reducer(n_components=p["n_components"], random_state=ctx.seed),
+        logistic(1.0, "l2", ctx.seed, ctx.n_classes),
+    )
+
+
+def _make_knn(p: dict, ctx: FitContext, sparse: bool):
+    return make_pipeline(
+        StandardScaler(with_mean=not sparse), KNeighborsClassifier(n_neighbors=p["n_neighbors"])
+    )
+
+
+def _make_mlp(p: dict, ctx: FitContext, sparse: bool):
+    mlp = MLPClassifier(
+        tuple(p["hidden_layer_sizes"]), alpha=p["alpha"], max_iter=200, random_state=ctx.seed
+    )
+    return make_pipeline(StandardScaler(with_mean=not sparse), mlp)
+
+
+def _make_tree(p: dict, ctx: FitContext, sparse: bool):
+    return DecisionTreeClassifier(max_depth=p["max_depth"], random_state=ctx.seed)
+
+
+def _make_tfidf(p: dict, ctx: FitContext, sparse: bool):
+    return make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+        logistic(p["C"], "l2", ctx.seed, ctx.n_classes),
+    )
+
+
+def fit_xgboost(X_train, y_train, X_test, ctx: FitContext) -> Fit:
+    """A small random search: `trials` seeded draws from the space in probe.grids.xgboost."""
     from xgboost import XGBClassifier
 
-    rng = np.random.default_rng(seed)
-    space = {
-        "max_depth": [2, 3, 4, 6],
-        "n_estimators": [50, 100, 200],
-        "learning_rate": [0.03, 0.1, 0.3],
-        "subsample": [0.7, 1.0],
-    }
+    space = dict(ctx.cfg.grids["xgboost"])
+    trials = int(space.pop("trials"))
+    rng = np.random.default_rng(ctx.seed)
     grid = [
-        {k: v[rng.integers(len(v))] for k, v in space.items()} for _ in range(cfg.xgboost_trials)
+        {k: _plain(v[rng.integers(len(v))]) for k, v in sorted(space.items())}
+        for _ in range(trials)
     ]
-    grid = [{k: (float(v) if isinstance(v, float) else int(v)) for k, v in p.items()} for p in grid]
 
     def make(p):
         return XGBClassifier(
-            **p, n_jobs=1, tree_method="hist", random_state=seed, eval_metric="logloss"
+            **p, n_jobs=1, tree_method="hist", random_state=ctx.seed, eval_metric="logloss"
         )
 
-    return select_by_validation(make, grid, X, y, seed, n_classes)
+    model, params, val = select_by_validation(make, grid, X_train, y_train, ctx.seed, ctx.n_classes)
+    return Fit(proba_full(model, X_test, ctx.n_classes), params, val)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("logreg_l2", "hidden", _logistic_fit("l2")),
+        Method("logreg_l1", "hidden", _logistic_fit("l1")),
+        Method("pca", "hidden", _grid_fit("pca", _make_pca), ("n_components",)),
+        Method("knn", "hidden", _grid_fit("knn", _make_knn), ("n_neighbors",)),
+        Method(
+            "xgboost",
+            "hidden",
+            fit_xgboost,
+            ("trials", "max_depth", "n_estimators", "learning_rate", "subsample"),
+        ),
+        Method("mlp", "hidden", _grid_fit("mlp", _make_mlp), ("hidden_layer_sizes", "alpha")),
+        Method("tree", "hidden", _grid_fit("tree", _make_tree), ("max_depth",)),
+        Method("tfidf", "text", _grid_fit("tfidf", _make_tfidf), ("C",)),
+        Method("sae_l1", "sae", _logistic_fit("l1")),
+    )
+}
+# The registry implements exactly the names params may use (sae_topk expands to sae_top<k>).
+assert set(METHODS) | {"sae_topk"} == set(
+    config.HIDDEN_METHODS + config.TEXT_METHODS + config.SAE_METHODS
+)
+
+
+def check_grids(cfg: ProbeConfig) -> None:
+    """Every searched method has a search space in probe.grids, with exactly its keys."""
+    for name in cfg.baselines:
+        method = METHODS[name]
+        if not method.grid_keys:
+            continue
+        if name not in cfg.grids:
+            raise ConfigError(f"params: 'probe.grids' has no search space for '{name}'")
+        spec = cfg.grids[name]
+        points = spec if isinstance(spec, list) else [spec]
+        for point in points:
+            if not isinstance(point, dict) or set(point) != set(method.grid_keys):
+                raise ConfigError(
+                    f"params: 'probe.grids.{name}' must give {sorted(method.grid_keys)}, "
+                    f"got {point!r}"
+                )
+
+
+def fit_method(method: str, X_train, y_train, X_test, ctx: FitContext) -> Fit:
+    """Fit one method; `sae_top<k>` is the top-k latent probe with that k."""
+    if method.startswith("sae_top"):
+        return fit_top_k(int(method.removeprefix("sae_top")), X_train, y_train, X_test, ctx)
+    if method not in METHODS:
+        raise ConfigError(
+            f"params: unknown probe method '{method}'{config.suggest(method, METHODS)}"
+        )
+    return METHODS[method].fit(X_train, y_train, X_test, ctx)

@@ -38,7 +38,13 @@ def best_probe(rows: pl.DataFrame) -> dict | None:
     """The probe with the best mean validation AUC: choosing by test AUC would flatter it."""
     if rows.is_empty():
         return None
-    means = rows.group_by("probe").agg(pl.col("val_auc").mean(), pl.col("roc_auc").mean())
+    means = (
+        rows.group_by("probe")
+        .agg(pl.col("val_auc").mean(), pl.col("roc_auc").mean())
+        .filter(pl.col("val_auc").is_not_nan())
+    )
+    if means.is_empty():
+        return None
     best = means.sort(["val_auc", "probe"], descending=[True, False], nulls_last=True).row(
         0, named=True
     )
@@ -84,12 +90,14 @@ def quiver(rows: pl.DataFrame) -> dict:
     mean test AUC of both quivers."""
     picks = []
     for (_dataset, _seed), part in rows.group_by(["test_dataset", "seed"]):
-        part = part.filter(pl.col("val_auc").is_not_null())
+        # Ties in validation AUC go to the first probe by name, never to row order.
+        part = part.filter(pl.col("val_auc").is_not_null() & pl.col("val_auc").is_not_nan())
+        part = part.sort(["val_auc", "probe"], descending=[True, False])
         base = part.filter(~pl.col("is_sae"))
         if base.is_empty():
             continue
-        b = base.sort("val_auc", descending=True).row(0, named=True)
-        a = part.sort("val_auc", descending=True).row(0, named=True)
+        b = base.row(0, named=True)
+        a = part.row(0, named=True)
         picks.append((b["roc_auc"], a["roc_auc"], a["is_sae"]))
     if not picks:
         return {}

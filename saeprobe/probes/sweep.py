@@ -1,4 +1,10 @@
-"""Run every probe of one data set over the configured regimes, in parallel; one row a fit."""
+"""Run every probe of one data set over the configured regimes: plan the jobs, then run them
+in parallel; one row a fit.
+
+Every probe of a (regime, level, seed) shares that seed's sample, so comparisons between
+them are paired. A setting the data cannot support is recorded as `skipped` with its
+reason; a fit that raises anything else fails the stage, naming the fit, unless
+`probe.allow_failures` records it as `failed`."""
 
 from __future__ import annotations
 
@@ -13,10 +19,11 @@ import scipy.sparse as sp
 from joblib import Parallel, delayed
 from sklearn.metrics import accuracy_score, f1_score
 
-from saeprobe.errors import ConfigError
-from saeprobe.probes.methods import BASELINES, TEXT_METHODS, ProbeConfig, fit_method
+from saeprobe.config import ProbeConfig, RegimeConfig
+from saeprobe.errors import Infeasible
+from saeprobe.probes.methods import METHODS, FitContext, fit_method
 from saeprobe.probes.validation import auc
-from saeprobe.regimes import REGIMES, RegimeConfig, sample
+from saeprobe.regimes import Sample, sample
 
 RESULT_SCHEMA = {
     "train_dataset": pl.String,
@@ -36,8 +43,11 @@ RESULT_SCHEMA = {
     "params": pl.String,
     "status": pl.String,
     "message": pl.String,
-    "seconds": pl.Float64,
 }
+
+
+class FitFailed(RuntimeError):
+    """A fit raised an unexpected exception; the message names the fit."""
 
 
 @dataclass
@@ -46,25 +56,54 @@ class Representation:
 
     layer: int
     name: str  # hidden, sae_<variant>, sae_<variant>_bin or text
-    X: np.ndarray | sp.csr_matrix | None
-    error: str | None = None
+    X: np.ndarray | sp.csr_matrix
 
     @property
     def kind(self) -> str:
-        return (
-            "text" if self.name == "text" else ("sae" if self.name.startswith("sae") else "hidden")
-        )
+        if self.name == "text":
+            return "text"
+        return "sae" if self.name.startswith("sae") else "hidden"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Where a fit sits in the sweep: the key of its results row."""
+
+    dataset: str
+    regime: str
+    level: float | None
+    seed: int
+
+    def row(self, rep: Representation | None = None, method: str = "") -> dict:
+        return {
+            "train_dataset": self.dataset,
+            "test_dataset": self.dataset,
+            "layer": rep.layer if rep else None,
+            "representation": rep.name if rep else "",
+            "method": method,
+            "regime": self.regime,
+            "level": self.level,
+            "seed": self.seed,
+        }
+
+
+@dataclass
+class ProbeJob:
+    """The methods of one representation on one sample."""
+
+    setting: Setting
+    rep: Representation
+    methods: list[str]
+    sample: Sample
 
 
 def methods_for(rep: Representation, cfg: ProbeConfig, allowed: list[str] | None) -> list[str]:
-    if rep.kind == "text":
-        names = [m for m in cfg.baselines if m in TEXT_METHODS]
-    elif rep.kind == "hidden":
-        names = [m for m in cfg.baselines if m in BASELINES]
-    else:
+    if rep.kind == "sae":
         names = []
         for m in cfg.sae_methods:
             names += [f"sae_top{k}" for k in cfg.sae_k] if m == "sae_topk" else [m]
+    else:
+        names = [m for m in cfg.baselines if METHODS[m].kind == rep.kind]
     if allowed is not None:
         names = [
             m for m in names if m in allowed or (m.startswith("sae_top") and "sae_topk" in allowed)
@@ -73,139 +112,123 @@ def methods_for(rep: Representation, cfg: ProbeConfig, allowed: list[str] | None
 
 
 def levels_of(regime: str, cfg: RegimeConfig) -> list[float | None]:
-    if regime in ("normal", "shift"):
-        return [None]
-    if not cfg.levels:
-        raise ConfigError(f"params: 'regimes.{regime}.levels' must list at least one level")
-    return list(cfg.levels)
+    return [None] if regime in ("normal", "shift") else list(cfg.levels)
 
 
-def base_row(
-    name: str, rep: Representation | None, method: str, regime: str, level: float | None, seed: int
-) -> dict:
-    return {
-        "train_dataset": name,
-        "test_dataset": name,
-        "layer": rep.layer if rep else None,
-        "representation": rep.name if rep else "",
-        "method": method,
-        "regime": regime,
-        "level": level,
-        "seed": seed,
-    }
-
-
-def run_fits(
-    name: str,
-    rep: Representation,
-    methods: list[str],
-    regime: str,
-    level: float | None,
-    seed: int,
-    train: np.ndarray,
-    labels: np.ndarray,
-    test: np.ndarray,
+def plan(
+    dataset: str,
     y: np.ndarray,
-    n_classes: int,
+    split: np.ndarray,
+    reps: list[Representation],
     cfg: ProbeConfig,
-) -> list[dict]:
+    regimes: dict[str, RegimeConfig],
+    base_seed: int,
+) -> tuple[list[ProbeJob], list[dict]]:
+    """The jobs of the sweep, and the rows of the settings that cannot be built."""
+    pools = {s: np.flatnonzero(split == s) for s in ("train", "test", "ood")}
+    jobs: list[ProbeJob] = []
+    skipped: list[dict] = []
+    for regime, rcfg in regimes.items():
+        for level in levels_of(regime, rcfg):
+            for s in range(rcfg.seeds):
+                setting = Setting(dataset, regime, level, base_seed + s)
+                try:
+                    drawn = sample(
+                        regime,
+                        level,
+                        rcfg,
+                        y,
+                        train_pool=pools["train"],
+                        test_pool=pools["test"],
+                        ood_pool=pools["ood"],
+                        seed=setting.seed,
+                    )
+                except Infeasible as exc:
+                    skipped.append(setting.row() | {"status": "skipped", "message": str(exc)})
+                    continue
+                for rep in reps:
+                    if rcfg.layers is not None and rep.layer >= 0 and rep.layer not in rcfg.layers:
+                        continue
+                    methods = methods_for(rep, cfg, rcfg.methods)
+                    if methods:
+                        jobs.append(ProbeJob(setting, rep, methods, drawn))
+    return jobs, skipped
+
+
+def run_job(job: ProbeJob, y: np.ndarray, n_classes: int, cfg: ProbeConfig) -> list[dict]:
     rows = []
-    for method in methods:
-        row = base_row(name, rep, method, regime, level, seed)
-        row |= {"n_train": len(train), "n_test": len(test)}
-        start = time.perf_counter()
+    train, test = job.sample.train, job.sample.test
+    ctx = FitContext(cfg=cfg, seed=job.setting.seed, n_classes=n_classes)
+    for method in job.methods:
+        row = job.setting.row(job.rep, method) | {"n_train": len(train), "n_test": len(test)}
         try:
-            fit = fit_method(method, rep.X[train], labels, rep.X[test], cfg, seed, n_classes)
-        except ConfigError as exc:
+            fit = fit_method(
+                method, job.rep.X[train], job.sample.train_labels, job.rep.X[test], ctx
+            )
+        except Infeasible as exc:
             rows.append(row | {"status": "skipped", "message": str(exc)})
             continue
-        except Exception as exc:  # a library failing on one fit must not sink the sweep
-            rows.append(row | {"status": "failed", "message": f"{type(exc).__name__}: {exc}"})
+        except Exception as exc:
+            what = f"{type(exc).__name__}: {exc}"
+            if not cfg.allow_failures:
+                name = f"{job.rep.name}/{method} at layer {job.rep.layer}"
+                raise FitFailed(
+                    f"probe {name}, regime {job.setting.regime} level {job.setting.level} "
+                    f"seed {job.setting.seed} failed: {what} (set probe.allow_failures: true "
+                    "to record such fits as failed and go on)"
+                ) from exc
+            rows.append(row | {"status": "failed", "message": what})
             continue
-        pred = fit.proba.argmax(1)
-        params = {k: v for k, v in fit.params.items() if k != "latents"}
-        if "latents" in fit.params:
-            params["latents"] = fit.params["latents"][:32]
-        rows.append(
-            row
-            | {
-                "roc_auc": auc(y[test], fit.proba),
-                "accuracy": float(accuracy_score(y[test], pred)),
-                "macro_f1": float(f1_score(y[test], pred, average="macro", zero_division=0)),
-                "val_auc": fit.val_auc,
-                "params": json.dumps(params),
-                "status": "ok",
-                "seconds": time.perf_counter() - start,
-            }
-        )
+        rows.append(row | scores(y[test], fit.proba) | fit_summary(fit.params, fit.val_auc))
     return rows
 
 
+def scores(y_true: np.ndarray, proba: np.ndarray) -> dict:
+    pred = proba.argmax(1)
+    return {
+        "roc_auc": auc(y_true, proba),
+        "accuracy": float(accuracy_score(y_true, pred)),
+        "macro_f1": float(f1_score(y_true, pred, average="macro", zero_division=0)),
+    }
+
+
+def fit_summary(params: dict, val_auc: float) -> dict:
+    params = dict(params)
+    if "latents" in params:  # the first 32 chosen latents are enough to read a probe
+        params["latents"] = params["latents"][:32]
+    return {"val_auc": val_auc, "params": json.dumps(params), "status": "ok"}
+
+
 def run_sweep(
-    name: str,
+    dataset: str,
     prepared: pl.DataFrame,
     reps: list[Representation],
     cfg: ProbeConfig,
     regimes: dict[str, RegimeConfig],
     base_seed: int,
     progress: Callable[[str], None] | None = None,
-) -> pl.DataFrame:
+) -> tuple[pl.DataFrame, dict[str, float]]:
+    """The results table, and the seconds spent per regime and representation kind
+    (timings stay out of the table, so that the table is a function of its inputs)."""
     y = prepared["label"].to_numpy()
     n_classes = int(y.max()) + 1
-    split = prepared["split"].to_numpy()
-    pools = {s: np.flatnonzero(split == s) for s in ("train", "test", "ood")}
-    rows: list[dict] = []
-    jobs = []
-    for regime, rcfg in regimes.items():
-        if regime not in REGIMES:
-            raise ConfigError(f"params: unknown regime '{regime}'; expected some of {REGIMES}")
-        for level in levels_of(regime, rcfg):
-            for s in range(rcfg.seeds):
-                seed = base_seed + s
-                try:
-                    drawn = sample(
-                        regime, level, rcfg, y, pools["train"], pools["test"], pools["ood"], seed
-                    )
-                except ConfigError as exc:
-                    rows.append(
-                        base_row(name, None, "", regime, level, seed)
-                        | {"status": "skipped", "message": str(exc)}
-                    )
-                    continue
-                for rep in reps:
-                    if rcfg.layers is not None and rep.layer >= 0 and rep.layer not in rcfg.layers:
-                        continue
-                    methods = methods_for(rep, cfg, rcfg.methods)
-                    if not methods:
-                        continue
-                    if rep.error:
-                        rows += [
-                            base_row(name, rep, m, regime, level, seed)
-                            | {"status": "skipped", "message": rep.error}
-                            for m in methods
-                        ]
-                        continue
-                    jobs.append(
-                        delayed(run_fits)(
-                            name,
-                            rep,
-                            methods,
-                            regime,
-                            level,
-                            seed,
-                            drawn.train,
-                            drawn.train_labels,
-                            drawn.test,
-                            y,
-                            n_classes,
-                            cfg,
-                        )
-                    )
+    jobs, rows = plan(dataset, y, prepared["split"].to_numpy(), reps, cfg, regimes, base_seed)
     if progress:
-        progress(f"{name}: {len(jobs)} probe jobs")
-    for result in Parallel(n_jobs=cfg.n_jobs, verbose=0)(jobs):
+        progress(f"{dataset}: {len(jobs)} probe jobs")
+    timed = Parallel(n_jobs=cfg.n_jobs, verbose=0)(
+        delayed(_timed)(job, y, n_classes, cfg) for job in jobs
+    )
+    seconds: dict[str, float] = {}
+    for job, (result, elapsed) in zip(jobs, timed, strict=True):
         rows += result
-    return results_frame(rows)
+        key = f"{job.setting.regime}/{job.rep.kind}"
+        seconds[key] = round(seconds.get(key, 0.0) + elapsed, 3)
+    return results_frame(rows), seconds
+
+
+def _timed(job: ProbeJob, y: np.ndarray, n_classes: int, cfg: ProbeConfig):
+    start = time.perf_counter()
+    return run_job(job, y, n_classes, cfg), time.perf_counter() - start
 
 
 def results_frame(rows: list[dict]) -> pl.DataFrame:

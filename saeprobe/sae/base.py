@@ -17,7 +17,16 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-ARCHITECTURES = ("topk", "relu", "jumprelu")
+
+@dataclass(frozen=True)
+class TrainStep:
+    """What the training loop tells every architecture's loss besides the batch."""
+
+    k: int | None = None  # TopK: the annealed k of this step (None: cfg.k)
+    dead_after: int = 0  # TopK: tokens without firing after which a latent is dead (AuxK)
+
+
+DEFAULT_STEP = TrainStep()
 
 
 @dataclass
@@ -98,14 +107,22 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         z = self.encode(x)
         return self.decode(z), z
 
-    def loss(self, x: Tensor, step_frac: float = 1.0) -> tuple[Tensor, dict[str, float]]:
-        """Training loss on a batch of raw activations; also returns figures to log."""
+    def loss(self, x: Tensor, step: TrainStep = DEFAULT_STEP) -> tuple[Tensor, dict[str, float]]:
+        """Training loss on a batch of raw activations, and figures to log (fvu, l0, ...)."""
         raise TypeError(f"{type(self).__name__} is for inference only; it cannot be trained")
 
 
 def normalized_mse(x: Tensor, x_hat: Tensor) -> Tensor:
     """||x - x_hat||^2 / ||x - mean(x)||^2 over the batch: the fraction of variance unexplained."""
     return (x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
+
+
+def masked_topk(pre: Tensor, keep: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The k largest pre-activations among the latents in `keep` (bool, d_sae), through a
+    ReLU; rows hold zeros where fewer than k latents are kept."""
+    k = min(k, int(keep.sum()))
+    values, indices = pre.masked_fill(~keep, float("-inf")).topk(k, dim=-1, sorted=False)
+    return values.relu().nan_to_num(0.0, neginf=0.0), indices
 
 
 def sparse_decode(indices: Tensor, values: Tensor, decoder: Tensor) -> Tensor:

@@ -3,31 +3,25 @@ task to capture what the live latents miss, without disturbing the live reconstr
 
     loss = NMSE(x, x_hat) + w * NMSE(r, topk_dead(x) @ W_dec)
     x_hat = decode(topk_live(x)),  r = (x - x_hat).detach()
+
+A task on which every latent fires is an ordinary outcome: the dead term is then empty, the
+live term alone is trained, and the report records zero dead latents.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from saeprobe.config import FinetuneConfig
 from saeprobe.errors import ConfigError
-from saeprobe.sae.base import normalized_mse, sparse_decode
+from saeprobe.sae.base import masked_topk, normalized_mse, sparse_decode
 from saeprobe.sae.topk import TopKSAE
-from saeprobe.sae.train import check_finite
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    lr: float = 1e-4
-    epochs: int = 2
-    batch_size: int = 1024
-    dead_weight: float = 0.1
-    buffer_tokens: int = 65_536
+from saeprobe.sae.train import check_finite, optimizer_step
 
 
 @torch.no_grad()
@@ -40,18 +34,14 @@ def task_dead_latents(sae: TopKSAE, batches: Iterable[Tensor]) -> Tensor:
     return ~fired
 
 
-def masked_topk(pre: Tensor, keep: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    k = min(k, int(keep.sum()))
-    values, indices = pre.masked_fill(~keep, float("-inf")).topk(k, dim=-1, sorted=False)
-    return values.relu().nan_to_num(0.0, neginf=0.0), indices
-
-
 def finetune_loss(sae: TopKSAE, x: Tensor, dead: Tensor, dead_weight: float):
     xs = x * sae.scale
     pre = sae.pre_acts(x)
     values, indices = masked_topk(pre, ~dead, sae.cfg.k)
     x_hat = sparse_decode(indices, values, sae.decoder) + sae.b_dec
     live = normalized_mse(xs, x_hat)
+    if not dead.any():
+        return live, {"fvu_live": live.item(), "dead": 0.0}
     residual = (xs - x_hat).detach()
     d_values, d_indices = masked_topk(pre, dead, sae.cfg.k)
     dead_loss = normalized_mse(residual, sparse_decode(d_indices, d_values, sae.decoder))
@@ -60,7 +50,7 @@ def finetune_loss(sae: TopKSAE, x: Tensor, dead: Tensor, dead_weight: float):
 
 def finetune_sae(
     sae: TopKSAE,
-    epoch_batches,
+    epoch_batches: Callable[[], Iterator[Tensor]],
     dead: Tensor,
     cfg: FinetuneConfig,
     progress: bool = True,
@@ -68,28 +58,23 @@ def finetune_sae(
     """`epoch_batches()` yields one epoch of shuffled task batches each time it is called."""
     if not isinstance(sae, TopKSAE):
         raise ConfigError("fine-tuning follows the self-regularization paper and needs a TopK SAE")
-    if not dead.any():
-        raise ConfigError("every latent fires on the task data: nothing to fine-tune")
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
     sae.train()
     history = []
     start = time.perf_counter()
     n_tokens = 0
     for epoch in range(cfg.epochs):
-        totals = {"fvu_live": 0.0, "dead": 0.0, "batches": 0}
+        totals = {"fvu_live": 0.0, "dead": 0.0}
+        n_batches = 0
         for x in tqdm(epoch_batches(), desc=f"finetune epoch {epoch}", disable=not progress):
             loss, figures = finetune_loss(sae, x, dead, cfg.dead_weight)
-            check_finite(loss, totals["batches"], cfg.lr, "finetune.lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            sae.remove_parallel_decoder_grad()
-            opt.step()
-            sae.normalize_decoder()
-            totals["fvu_live"] += figures["fvu_live"]
-            totals["dead"] += figures["dead"]
-            totals["batches"] += 1
+            check_finite(loss, n_batches, cfg.lr, "finetune.lr")
+            optimizer_step(sae, opt, loss)
+            for key in totals:
+                totals[key] += figures[key]
+            n_batches += 1
             n_tokens += len(x)
-        n = max(1, totals["batches"])
+        n = max(1, n_batches)
         history.append(
             {"epoch": epoch, "fvu_live": totals["fvu_live"] / n, "dead_loss": totals["dead"] / n}
         )
@@ -98,5 +83,5 @@ def finetune_sae(
         "dead_latents": int(dead.sum()),
         "history": history,
         "tokens": n_tokens,
-        "seconds": round(time.perf_counter() - start, 2),
+        "timing": {"seconds": round(time.perf_counter() - start, 2)},
     }

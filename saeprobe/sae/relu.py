@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from saeprobe.sae.base import SparseAutoencoder, normalized_mse
+from saeprobe.sae.base import DEFAULT_STEP, SparseAutoencoder, TrainStep, normalized_mse
 
 
 class ReluSAE(SparseAutoencoder):
@@ -15,7 +15,7 @@ class ReluSAE(SparseAutoencoder):
     def activation(self, pre: Tensor) -> Tensor:
         return pre.relu()
 
-    def loss(self, x: Tensor, **_):
+    def loss(self, x: Tensor, step: TrainStep = DEFAULT_STEP):
         xs = x * self.scale
         z = self.activation(self.pre_acts(x))
         x_hat = self.decode_scaled(z)

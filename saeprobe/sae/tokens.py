@@ -38,6 +38,12 @@ def shuffled_batches(
     memory holds at most about `buffer_tokens` rows whatever the store's size."""
     if len(docs) == 0:
         raise ConfigError(f"{store.path}: no documents to train on")
+    n_rows = int((store.offsets[docs + 1] - store.offsets[docs]).sum())
+    if n_rows < batch_size:
+        raise ConfigError(
+            f"{store.path}: the documents hold {n_rows} tokens, fewer than one batch of "
+            f"{batch_size}; lower the batch size ('sae.batch_size' or 'finetune.batch_size')"
+        )
     rng = np.random.default_rng(seed)
     mean_len = max(1, store.n_tokens // max(1, len(store.doc_ids)))
     docs_per_read = max(1, buffer_tokens // (4 * mean_len))
@@ -64,10 +70,3 @@ def sample_rows(store: TokenStore, layer: int, docs: np.ndarray, n: int, seed: i
     chosen = np.sort(rng.permutation(docs)[: max(1, n // 8)])
     x = read_docs(store, layer, chosen)
     return x[rng.permutation(len(x))[:n]]
-
-
-def split_docs(n_docs: int, eval_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train and held-out document indices."""
-    order = np.random.default_rng(seed).permutation(n_docs)
-    n_eval = max(1, int(round(n_docs * eval_fraction))) if eval_fraction > 0 else 0
-    return np.sort(order[n_eval:]), np.sort(order[:n_eval])

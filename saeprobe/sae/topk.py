@@ -5,12 +5,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from saeprobe.sae.base import SparseAutoencoder, normalized_mse, sparse_decode
+from saeprobe.sae.base import (
+    DEFAULT_STEP,
+    SparseAutoencoder,
+    TrainStep,
+    masked_topk,
+    normalized_mse,
+    sparse_decode,
+)
 from saeprobe.sae.kernels import topk_encode
 
 
 class TopKSAE(SparseAutoencoder):
-    """k may be annealed during training: `loss(x, k=...)` overrides cfg.k."""
+    """k may be annealed during training: `TrainStep.k` overrides cfg.k."""
 
     def __init__(self, cfg, aux_k: int = 0, aux_coefficient: float = 1 / 32):
         super().__init__(cfg)
@@ -27,18 +34,19 @@ class TopKSAE(SparseAutoencoder):
         values, indices = self.topk(pre)
         return torch.zeros_like(pre).scatter_(-1, indices, values)
 
-    def loss(self, x: Tensor, k: int | None = None, dead_after: int = 0):
+    def loss(self, x: Tensor, step: TrainStep = DEFAULT_STEP):
         xs = x * self.scale
         b_dec = self.b_dec if self.cfg.apply_b_dec_to_input else torch.zeros_like(self.b_dec)
-        values, indices, pre = topk_encode(xs, b_dec, self.W_enc, self.b_enc, k or self.cfg.k)
+        k = step.k or self.cfg.k
+        values, indices, pre = topk_encode(xs, b_dec, self.W_enc, self.b_enc, k)
         x_hat = sparse_decode(indices, values, self.decoder) + self.b_dec
         fvu = normalized_mse(xs, x_hat)
         loss = fvu
         figures = {"fvu": fvu.item(), "l0": (values > 0).sum(-1).float().mean().item()}
         if self.training:
             self._track_firing(indices, values, len(x))
-        if self.aux_k and dead_after:
-            dead = self.tokens_since_fired > dead_after
+        if self.aux_k and step.dead_after:
+            dead = self.tokens_since_fired > step.dead_after
             if dead.any():
                 aux = self.aux_loss(pre, dead, (xs - x_hat).detach())
                 loss = loss + self.aux_coefficient * aux
@@ -47,10 +55,7 @@ class TopKSAE(SparseAutoencoder):
 
     def aux_loss(self, pre: Tensor, dead: Tensor, residual: Tensor) -> Tensor:
         """Reconstruct what the live latents missed with the top dead latents (AuxK)."""
-        k = min(self.aux_k, int(dead.sum()))
-        masked = pre.masked_fill(~dead, float("-inf"))
-        values, indices = masked.topk(k, dim=-1, sorted=False)
-        values = values.relu().nan_to_num(0.0, neginf=0.0)
+        values, indices = masked_topk(pre, dead, self.aux_k)
         return normalized_mse(residual, sparse_decode(indices, values, self.decoder))
 
     @torch.no_grad()

@@ -5,38 +5,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from saeprobe.config import SAETrainConfig
 from saeprobe.errors import ConfigError
-from saeprobe.sae.base import SAEConfig, SparseAutoencoder
+from saeprobe.sae.base import SAEConfig, SparseAutoencoder, TrainStep
 from saeprobe.sae.io import build_sae
-from saeprobe.sae.topk import TopKSAE
-
-
-@dataclass(frozen=True)
-class SAETrainConfig:
-    architecture: str = "topk"
-    expansion: int = 8
-    k: int = 32
-    k_start: int | None = None  # annealed linearly down to k; None: no annealing
-    k_anneal_fraction: float = 0.1
-    tied: bool = False
-    l1_coefficient: float = 5.0
-    aux_k: int = 256
-    aux_coefficient: float = 0.03125
-    dead_tokens: int = 100_000
-    lr: float = 5e-4
-    warmup_fraction: float = 0.05
-    decay_fraction: float = 0.2
-    batch_size: int = 1024
-    train_tokens: int = 300_000
-    buffer_tokens: int = 65_536
-    normalize: bool = True
-    pretrained: dict[str, str] = field(default_factory=dict)
 
 
 def new_sae(cfg: SAETrainConfig, d_in: int, sample: np.ndarray, layer: int, model: str):
@@ -89,6 +66,15 @@ def check_finite(loss: torch.Tensor, step: int, lr: float, param: str = "sae.lr"
         )
 
 
+def optimizer_step(sae: SparseAutoencoder, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One step that keeps the decoder rows at unit norm (every SAE loop takes it)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    sae.remove_parallel_decoder_grad()
+    opt.step()
+    sae.normalize_decoder()
+
+
 def train_sae(
     sae: SparseAutoencoder,
     batches: Iterator[torch.Tensor],
@@ -107,14 +93,10 @@ def train_sae(
         for group in opt.param_groups:
             group["lr"] = lr
         x = next(batches)
-        kwargs = {"k": annealed_k(cfg, frac), "dead_after": cfg.dead_tokens}
-        loss, figures = sae.loss(x, **kwargs) if isinstance(sae, TopKSAE) else sae.loss(x)
+        k = min(annealed_k(cfg, frac), sae.cfg.d_sae)  # k_start may exceed a narrow SAE
+        loss, figures = sae.loss(x, TrainStep(k=k, dead_after=cfg.dead_tokens))
         check_finite(loss, step, cfg.lr)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        sae.remove_parallel_decoder_grad()
-        opt.step()
-        sae.normalize_decoder()
+        optimizer_step(sae, opt, loss)
         if step % 10 == 0:
             bar.set_postfix(
                 loss=f"{loss.item():.4f}", fvu=f"{figures['fvu']:.3f}", l0=f"{figures['l0']:.1f}"
@@ -124,7 +106,9 @@ def train_sae(
     return {
         "steps": steps,
         "tokens": steps * cfg.batch_size,
-        "seconds": round(seconds, 2),
-        "tokens_per_s": round(steps * cfg.batch_size / seconds, 1),
         "final_train_fvu": figures.get("fvu"),
+        "timing": {
+            "seconds": round(seconds, 2),
+            "tokens_per_s": round(steps * cfg.batch_size / seconds, 1),
+        },
     }

@@ -1,0 +1,53 @@
+"""The probe report: the results table of every data set, one metrics file keyed by regime
+(so a regime added to or removed from params needs no change in dvc.yaml), and plot data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from saeprobe.io import atomic_outputs, json_text
+from saeprobe.probes.summary import (
+    binarized_bars,
+    layer_curve,
+    level_curve,
+    sae_k_curve,
+    summarize,
+)
+
+PLOT_NAMES = ("scarcity", "imbalance", "noise", "layers", "sae_k", "binarized")
+
+
+def plot_tables(results: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """The data behind each DVC plot, empty (with its columns) when its regime did not run."""
+    return {
+        "scarcity": level_curve(results, "scarcity"),
+        "imbalance": level_curve(results, "imbalance"),
+        "noise": level_curve(results, "noise"),
+        "layers": layer_curve(results),
+        "sae_k": sae_k_curve(results),
+        "binarized": binarized_bars(results),
+    }
+
+
+def write_probe_report(
+    probe_files: list[Path],
+    *,
+    results_path: Path,
+    metrics_path: Path,
+    plots_dir: Path,
+    n_boot: int,
+    seed: int,
+) -> dict:
+    """Concatenate the data sets' probe tables and write every report output together."""
+    results = pl.concat([pl.read_parquet(path) for path in probe_files])
+    metrics = summarize(results, n_boot, seed)
+    tables = plot_tables(results)
+    with atomic_outputs(results_path, metrics_path, plots_dir) as (table, summary, plots):
+        results.write_parquet(table)
+        summary.write_text(json_text(metrics))
+        plots.mkdir()
+        for name in PLOT_NAMES:
+            tables[name].write_csv(plots / f"{name}.csv")
+    return metrics
