@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from saeprobe.errors import ConfigError
 from saeprobe.config import FinetuneConfig, SAETrainConfig
+from saeprobe.errors import ConfigError
 from saeprobe.sae import SAEConfig, build_sae
 from saeprobe.sae.base import TrainStep
 from saeprobe.sae.finetune import finetune_loss, finetune_sae, task_dead_latents
