@@ -6,10 +6,12 @@ SAE_PROBES := sae-probes==0.4.2
 
 .PHONY: install repro test lint format bench clean
 
-$(VENV)/.installed: pyproject.toml
+# constraints.txt pins every package (the model and data packages too) to the versions the
+# suite passes with, so that two machines install the same thing.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
-	$(PYTHON) -m pip install -q torch==2.13.0 -e '.[test]'
-	$(PYTHON) -m pip install -q --no-deps $(SAE_PROBES)
+	$(PYTHON) -m pip install -q -c constraints.txt torch==2.13.0 -e '.[test]'
+	$(PYTHON) -m pip install -q -c constraints.txt --no-deps $(SAE_PROBES)
 	touch $@
 
 install: $(VENV)/.installed

@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from saeprobe import config
+from saeprobe.config import ProbeConfig, RegimeConfig
 from saeprobe.data.schema import read_prepared
 from saeprobe.data.sources import package_dir
-from saeprobe.probes import ProbeConfig, fit_method
 from saeprobe.probes.inputs import align
+from saeprobe.probes.methods import FitContext, fit_method
 from saeprobe.probes.validation import auc
-from saeprobe.regimes import RegimeConfig, sample
+from saeprobe.regimes import sample
 from saeprobe.store import read_pooled
 
 
@@ -63,13 +64,14 @@ def main() -> None:
                 None,
                 RegimeConfig(),
                 y,
-                np.flatnonzero(split == "train"),
-                np.flatnonzero(split == "test"),
-                np.array([], int),
-                seed,
+                train_pool=np.flatnonzero(split == "train"),
+                test_pool=np.flatnonzero(split == "test"),
+                ood_pool=np.array([], int),
+                seed=seed,
             )
+            ctx = FitContext(cfg=cfg, seed=seed, n_classes=2)
             start = time.perf_counter()
-            fit = fit_method("logreg_l2", X[s.train], s.train_labels, X[s.test], cfg, seed, 2)
+            fit = fit_method("logreg_l2", X[s.train], s.train_labels, X[s.test], ctx)
             ours_s += time.perf_counter() - start
             ours_auc = auc(y[s.test], fit.proba)
             start = time.perf_counter()

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from saeprobe.config import SAETrainConfig
 from saeprobe.sae.evaluate import reconstruction_metrics
-from saeprobe.sae.train import SAETrainConfig, new_sae, train_sae
+from saeprobe.sae.train import new_sae, train_sae
 
 
 def activations(store: Path, layer: int, n: int, seed: int) -> torch.Tensor:
@@ -88,6 +89,7 @@ def main() -> None:
     cfg = SAETrainConfig(
         expansion=args.expansion,
         k=args.k,
+        k_start=None,  # sparsify trains at a fixed k
         lr=args.lr,
         batch_size=args.batch_size,
         train_tokens=steps * args.batch_size,
@@ -110,8 +112,9 @@ def main() -> None:
     ours = train_sae(sae, batches(train, args.batch_size), cfg, progress=False)
     ours_fvu = reconstruction_metrics(sae, held_out.split(4096))["fvu"]
     print(f"sparsify   {peer_tps:10,.0f} tokens/s   held-out FVU {peer_fvu:.4f}")
-    print(f"saeprobe   {ours['tokens_per_s']:10,.0f} tokens/s   held-out FVU {ours_fvu:.4f}")
-    print(f"ratio saeprobe/sparsify tokens/s: {ours['tokens_per_s'] / peer_tps:.2f}")
+    ours_tps = ours["timing"]["tokens_per_s"]
+    print(f"saeprobe   {ours_tps:10,.0f} tokens/s   held-out FVU {ours_fvu:.4f}")
+    print(f"ratio saeprobe/sparsify tokens/s: {ours_tps / peer_tps:.2f}")
 
 
 if __name__ == "__main__":
