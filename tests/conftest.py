@@ -27,14 +27,25 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_PARAMS = ROOT / "tests" / "data" / "tiny_params.yaml"
 
 
-def dvc(project: Path, *args: str) -> str:
-    """Run DVC in `project` with this interpreter's environment; fail with its output."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    result = subprocess.run(
-        [sys.executable, "-m", "dvc", *args], cwd=project, env=env, capture_output=True, text=True
-    )
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "saeprobe tests",
+    "GIT_AUTHOR_EMAIL": "tests@saeprobe.invalid",
+    "GIT_COMMITTER_NAME": "saeprobe tests",
+    "GIT_COMMITTER_EMAIL": "tests@saeprobe.invalid",
+}
+
+
+def run_in(project: Path, *command: str) -> str:
+    """Run a command in `project` with this interpreter first on PATH; fail with its output."""
+    env = {**os.environ, **GIT_IDENTITY}
+    env["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    result = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
+
+
+def dvc(project: Path, *args: str) -> str:
+    return run_in(project, sys.executable, "-m", "dvc", *args)
 
 
 def ran(output: str) -> set[str]:
@@ -42,15 +53,19 @@ def ran(output: str) -> set[str]:
 
 
 def copy_project(target: Path) -> Path:
-    """The pipeline's code and definition with the tiny params, as a DVC project."""
+    """The pipeline's code and definition with the tiny params, as a git and DVC project."""
     shutil.copy(ROOT / "dvc.yaml", target)
     for name in ("saeprobe", "stages"):
         shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("data/raw", "data/published"):
         shutil.copytree(ROOT / name, target / name)
     shutil.copy(TINY_PARAMS, target / "params.yaml")
-    dvc(target, "init", "--no-scm", "-q")
+    shutil.copy(ROOT / ".gitignore", target / ".gitignore")
+    run_in(target, "git", "init", "-q")
+    dvc(target, "init", "-q")
     shutil.copytree(ROOT / ".dvc" / "plots", target / ".dvc" / "plots")
+    run_in(target, "git", "add", "-A")
+    run_in(target, "git", "commit", "-qm", "tiny pipeline")
     return target
 
 

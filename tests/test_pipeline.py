@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 import yaml
 
-from tests.conftest import dvc, ran
+from tests.conftest import dvc, ran, run_in
 
 pytestmark = pytest.mark.slow
 
@@ -74,16 +74,36 @@ def test_a_probe_parameter_reruns_only_probe_stages(tiny_project):
         assert ran(dvc(tiny_project, "repro")) == {"probe@spam", "probe@grammar", "probe_report"}
 
 
+def out_of_date(project) -> set[str]:
+    """Stages `dvc status` lists as changed."""
+    return {line.rstrip(":") for line in dvc(project, "status").splitlines() if line[:1].isalnum()}
+
+
 def test_a_report_parameter_reruns_only_the_report(tiny_project):
     def change(params):
         params["probe_report"]["bootstrap"] = 50
 
     with changed_params(tiny_project, change):
-        assert "probe_report" in dvc(tiny_project, "status")
-        assert not [
-            line for line in dvc(tiny_project, "status").splitlines() if line.startswith("probe@")
-        ]
-        assert ran(dvc(tiny_project, "repro")) == {"probe_report"}
+        assert out_of_date(tiny_project) == {"probe_report"}
+
+
+def test_a_fitting_parameter_puts_every_fitting_stage_out_of_date(tiny_project):
+    def change(params):
+        params["probe"]["c_grid_size"] = 3
+
+    with changed_params(tiny_project, change):
+        assert out_of_date(tiny_project) == {"probe@spam", "probe@grammar"}
+
+
+def test_an_experiment_on_a_report_parameter_runs_only_the_report(tiny_project):
+    run_in(tiny_project, "git", "add", "-A")
+    run_in(tiny_project, "git", "commit", "-qm", "after the first repro", "--allow-empty")
+    try:
+        out = dvc(tiny_project, "exp", "run", "-S", "probe_report.bootstrap=50")
+        assert ran(out) == {"probe_report"}
+    finally:
+        run_in(tiny_project, "git", "checkout", "params.yaml")
+        dvc(tiny_project, "repro")
 
 
 def test_removing_a_regime_needs_no_change_to_the_pipeline(tiny_project):

@@ -1,0 +1,84 @@
+"""The one source of configuration: params.yaml and the config dataclasses agree, every key
+is documented and required, and importing the config loads no domain module."""
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from saeprobe import config
+from saeprobe.errors import ConfigError
+from tests.conftest import ROOT
+
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+SECTIONS = {
+    "model": config.ModelConfig,
+    "extract": config.ExtractConfig,
+    "corpus": config.CorpusConfig,
+    "sae": config.SAETrainConfig,
+    "finetune": config.FinetuneConfig,
+    "sae_eval": config.SAEEvalConfig,
+    "features": config.FeaturesConfig,
+    "probe": config.ProbeConfig,
+    "probe_report": config.ProbeReportConfig,
+}
+
+
+@pytest.mark.parametrize("section", sorted(SECTIONS))
+def test_code_defaults_are_the_defaults_of_params_yaml(section):
+    cls = SECTIONS[section]
+    assert config.parse(cls, PARAMS[section], section) == cls()
+
+
+def test_every_reader_accepts_the_default_params():
+    for name in config.dataset_names(PARAMS):
+        config.dataset_config(PARAMS, name)
+    readers = [
+        config.model_config,
+        config.extract_config,
+        config.corpus_config,
+        config.sae_train_config,
+        config.finetune_config,
+        config.sae_eval_config,
+        config.features_config,
+        config.probe_config,
+        config.probe_report_config,
+        config.regime_configs,
+        config.layers,
+        config.seed,
+    ]
+    for read in readers:
+        read(PARAMS)
+    assert set(PARAMS) <= set(config.SECTIONS)
+
+
+def test_every_config_field_is_documented_in_params_yaml():
+    text = (ROOT / "params.yaml").read_text()
+    for section, cls in SECTIONS.items():
+        for field in dataclasses.fields(cls):
+            assert f"{field.name}:" in text, f"{section}.{field.name} is not in params.yaml"
+
+
+def test_importing_the_config_loads_no_domain_module():
+    code = (
+        "import sys, saeprobe.config; "
+        "print(sorted(m for m in sys.modules if m.startswith('saeprobe')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == "['saeprobe', 'saeprobe.config', 'saeprobe.errors']"
+
+
+def test_a_user_file_outside_the_tracked_folder_is_refused():
+    params = {"datasets": {"mine": {"source": "file", "path": "/home/me/reviews.csv"}}}
+    with pytest.raises(ConfigError, match=r"'datasets.mine.path' .* must lie under data/raw/"):
+        config.dataset_config(params, "mine")
+    params["datasets"]["mine"]["path"] = "data/raw/reviews.csv"
+    assert config.dataset_config(params, "mine").path == "data/raw/reviews.csv"
+
+
+def test_a_published_sae_outside_the_tracked_folder_is_refused():
+    sae = PARAMS["sae"] | {"pretrained": {"6": "../saes/layer6"}}
+    with pytest.raises(ConfigError, match=r"'sae.pretrained.6' .* under data/published/"):
+        config.sae_train_config({"sae": sae})

@@ -1,0 +1,73 @@
+"""Probe inputs are row-aligned with the prepared table, whatever order the stores use."""
+
+import numpy as np
+import polars as pl
+import pytest
+import scipy.sparse as sp
+
+from saeprobe.config import ProbeConfig
+from saeprobe.errors import ConfigError
+from saeprobe.probes.inputs import load_representations
+from saeprobe.store import PooledWriter, write_feature_file
+
+IDS = ["d0", "d1", "d2"]
+STORE_ORDER = ["d2", "d0", "d1"]  # the stores sort documents by length, not by table order
+
+
+@pytest.fixture
+def stores(tmp_path):
+    pooled = PooledWriter(tmp_path / "pooled.parquet", [4], ["mean"], 2)
+    # Row i of the stores belongs to document STORE_ORDER[i] and holds its number.
+    numbers = np.array([[int(d[1:]), 0] for d in STORE_ORDER], dtype=np.float32)
+    pooled.append(STORE_ORDER, {"L4_mean": numbers})
+    pooled.close()
+    codes = sp.csr_matrix(np.array([[2.0, 0.5], [0.0, 1.5], [3.0, 0.0]], dtype=np.float32))
+    write_feature_file(
+        tmp_path / "L4.h5",
+        STORE_ORDER,
+        {"pretrained": ("f0", {"mean": codes}), "finetuned": ("f1", {"mean": 2 * codes})},
+    )
+    return tmp_path
+
+
+def load(stores, **cfg):
+    prepared = pl.DataFrame({"id": IDS, "text": ["zero", "one", "two"]})
+    return load_representations(
+        prepared,
+        pooled_path=stores / "pooled.parquet",
+        feature_path=lambda layer: stores / f"L{layer}.h5",
+        layers=[4],
+        cfg=ProbeConfig(**cfg),
+    )
+
+
+def test_every_representation_follows_the_prepared_tables_row_order(stores):
+    reps = {(r.layer, r.name): r.X for r in load(stores)}
+    assert reps[(-1, "text")].tolist() == ["zero", "one", "two"]
+    assert reps[(4, "hidden")][:, 0].tolist() == [0, 1, 2]
+    # d0 is the store's row 1, d1 row 2, d2 row 0.
+    assert reps[(4, "sae_pretrained")].toarray().tolist() == [[0, 1.5], [3, 0], [2, 0.5]]
+    assert reps[(4, "sae_finetuned")].toarray().tolist() == [[0, 3], [6, 0], [4, 1]]
+
+
+def test_binarized_features_are_the_codes_above_the_threshold(stores):
+    reps = {r.name: r.X for r in load(stores, binarize_threshold=1.0)}
+    assert reps["sae_pretrained_bin"].toarray().tolist() == [[0, 1], [1, 0], [1, 0]]
+    assert "sae_pretrained_bin" not in {r.name for r in load(stores, binarize_threshold=None)}
+
+
+def test_a_document_missing_from_a_store_is_named(stores):
+    prepared = pl.DataFrame({"id": [*IDS, "d9"], "text": ["a", "b", "c", "d"]})
+    with pytest.raises(ConfigError, match=r"pooled.parquet: 1 document\(s\) missing.*d9"):
+        load_representations(
+            prepared,
+            pooled_path=stores / "pooled.parquet",
+            feature_path=lambda layer: stores / f"L{layer}.h5",
+            layers=[4],
+            cfg=ProbeConfig(),
+        )
+
+
+def test_a_pooling_the_features_lack_is_an_error_not_a_silent_skip(stores):
+    with pytest.raises(ConfigError, match="no 'max' pooling of 'pretrained'"):
+        load(stores, sae_pooling="max")
