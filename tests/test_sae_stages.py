@@ -38,6 +38,19 @@ def layer_data(minilm, tmp_path_factory):
         yield LayerData(store, 2, texts)
 
 
+def finetune(layer_data, pretrained, outputs):
+    return finetune_layer(
+        layer_data,
+        pretrained=pretrained,
+        cfg=FinetuneConfig(epochs=1, batch_size=32, buffer_tokens=64),
+        model_cfg=MODEL,
+        eval_cfg=EVAL,
+        seed=0,
+        outputs=outputs,
+        progress=False,
+    )
+
+
 def test_a_published_sae_is_loaded_evaluated_and_published_instead_of_trained(layer_data, tmp_path):
     published = build_sae(SAEConfig(d_in=384, d_sae=768, k=8))
     save_sae(published, tmp_path / "published")
@@ -57,16 +70,7 @@ def test_fine_tuning_publishes_the_sae_its_cards_and_its_report_together(layer_d
     pretrained = build_sae(SAEConfig(d_in=384, d_sae=768, k=8))
     save_sae(pretrained, tmp_path / "pretrained")
     outputs = SAEOutputs(tmp_path / "tuned", tmp_path / "tuned.json")
-    metrics = finetune_layer(
-        layer_data,
-        pretrained=tmp_path / "pretrained",
-        cfg=FinetuneConfig(epochs=1, batch_size=32, buffer_tokens=64),
-        model_cfg=MODEL,
-        eval_cfg=EVAL,
-        seed=0,
-        outputs=outputs,
-        progress=False,
-    )
+    metrics = finetune(layer_data, tmp_path / "pretrained", outputs)
     report = json.loads(outputs.report.read_text())
     assert report["training"]["dead_latents"] == metrics["training"]["dead_latents"] > 0
     assert report["eval"]["fvu"] < report["eval_before_finetune"]["fvu"]
@@ -85,15 +89,6 @@ def test_a_failure_before_publishing_leaves_the_previous_outputs(layer_data, tmp
 
     monkeypatch.setattr("saeprobe.sae.run.feature_cards", explode)
     with pytest.raises(RuntimeError, match="disk full"):
-        finetune_layer(
-            layer_data,
-            pretrained=tmp_path / "pretrained",
-            cfg=FinetuneConfig(epochs=1, batch_size=32, buffer_tokens=64),
-            model_cfg=MODEL,
-            eval_cfg=EVAL,
-            seed=0,
-            outputs=outputs,
-            progress=False,
-        )
+        finetune(layer_data, tmp_path / "pretrained", outputs)
     assert (outputs.folder / "old").read_text() == "old" and outputs.report.read_text() == "{}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pretrained", "tuned", "tuned.json"]
