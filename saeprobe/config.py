@@ -39,6 +39,15 @@ HIDDEN_METHODS = ("logreg_l2", "logreg_l1", "pca", "knn", "xgboost", "mlp", "tre
 TEXT_METHODS = ("tfidf",)
 SAE_METHODS = ("sae_topk", "sae_l1")
 REGIMES = ("normal", "scarcity", "imbalance", "noise", "shift")
+# The keys of each searched method's space in probe.grids.
+GRID_KEYS = {
+    "pca": ("n_components",),
+    "knn": ("n_neighbors",),
+    "xgboost": ("learning_rate", "max_depth", "n_estimators", "subsample", "trials"),
+    "mlp": ("alpha", "hidden_layer_sizes"),
+    "tree": ("max_depth",),
+    "tfidf": ("C",),
+}
 # The folders of user-supplied inputs. Stages that may read them depend on the whole folder
 # (DVC cannot declare a dependency that only some data sets have), so an input outside them
 # would go untracked: the config refuses it.
@@ -457,12 +466,29 @@ def probe_config(params: dict[str, Any]) -> ProbeConfig:
     check_names(cfg.saes, FEATURE_SAES, "probe.saes")
     check_names([cfg.hidden_pooling], POOLINGS, "probe.hidden_pooling")
     check_names([cfg.sae_pooling], FEATURE_POOLINGS, "probe.sae_pooling")
-    check_names(list(cfg.grids), HIDDEN_METHODS[2:] + TEXT_METHODS, "probe.grids")
+    check_grids(cfg)
     if len(cfg.c_log10_range) != 2 or cfg.c_grid_size < 1:
         raise ConfigError("params: 'probe.c_log10_range' must be [low, high], c_grid_size >= 1")
     if any(k < 1 for k in cfg.sae_k):
         raise ConfigError(f"params: 'probe.sae_k' must hold positive integers, got {cfg.sae_k}")
     return cfg
+
+
+def check_grids(cfg: ProbeConfig) -> None:
+    """Every searched baseline has a search space in probe.grids, with exactly its keys."""
+    check_names(list(cfg.grids), tuple(GRID_KEYS), "probe.grids")
+    for name in cfg.baselines:
+        if name not in GRID_KEYS:
+            continue
+        if name not in cfg.grids:
+            raise ConfigError(f"params: 'probe.grids' has no search space for '{name}'")
+        spec = cfg.grids[name]
+        for point in spec if isinstance(spec, list) else [spec]:
+            if not isinstance(point, dict) or set(point) != set(GRID_KEYS[name]):
+                raise ConfigError(
+                    f"params: 'probe.grids.{name}' must give {sorted(GRID_KEYS[name])}, "
+                    f"got {point!r}"
+                )
 
 
 def probe_report_config(params: dict[str, Any]) -> ProbeReportConfig:
@@ -486,3 +512,49 @@ def regime_configs(params: dict[str, Any]) -> dict[str, RegimeConfig]:
             check_names(cfg.methods, valid_methods, f"regimes.{name}.methods")
         out[name] = cfg
     return out
+
+
+def validate_all(params: dict[str, Any]) -> None:
+    """Every section, and what one section says of another: run before any stage, so that
+    a mistake anywhere stops the pipeline before it replaces an output."""
+    for key in SECTIONS:
+        section(params, key)
+    seed(params)
+    for name in dataset_names(params):
+        dataset_config(params, name)
+    model_config(params)
+    extract = extract_config(params)
+    corpus_config(params)
+    sae = sae_train_config(params)
+    finetune_config(params)
+    sae_eval_config(params)
+    features = features_config(params)
+    probe = probe_config(params)
+    probe_report_config(params)
+    regimes = regime_configs(params)
+    layers = [str(layer) for layer in extract.layers]
+    for layer in sae.pretrained:
+        if layer not in layers:
+            raise ConfigError(
+                f"params: 'sae.pretrained' names layer {layer}, which 'extract.layers' "
+                f"{extract.layers} does not extract"
+            )
+    if probe.hidden_pooling not in extract.pooling:
+        raise ConfigError(
+            f"params: 'probe.hidden_pooling' is '{probe.hidden_pooling}', which "
+            f"'extract.pooling' {extract.pooling} does not compute"
+        )
+    if probe.sae_methods and probe.sae_pooling not in features.pooling:
+        raise ConfigError(
+            f"params: 'probe.sae_pooling' is '{probe.sae_pooling}', which "
+            f"'features.pooling' {features.pooling} does not compute"
+        )
+    missing = [s for s in probe.saes if s not in features.saes]
+    if probe.sae_methods and missing:
+        raise ConfigError(f"params: 'probe.saes' has {missing}, not in 'features.saes'")
+    for name, regime in regimes.items():
+        extra = [layer for layer in regime.layers or [] if layer not in extract.layers]
+        if extra:
+            raise ConfigError(
+                f"params: 'regimes.{name}.layers' has {extra}, not in 'extract.layers'"
+            )

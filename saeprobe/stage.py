@@ -13,6 +13,7 @@ from saeprobe.errors import ConfigError
 
 DATA = Path("data")
 REPORTS = Path("reports")
+PARAMS_VALID = DATA / "params_valid.json"  # the check_params stage's marker
 CORPUS_TEXTS = DATA / "corpus" / "texts.parquet"
 CORPUS_ACTIVATIONS = DATA / "corpus" / "activations"
 METRICS = REPORTS / "metrics.json"

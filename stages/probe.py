@@ -6,7 +6,6 @@ from saeprobe import config
 from saeprobe.data.schema import read_prepared
 from saeprobe.io import atomic_path, write_json
 from saeprobe.probes.inputs import load_representations
-from saeprobe.probes.methods import check_grids
 from saeprobe.probes.sweep import run_sweep
 from saeprobe.stage import features_path, pooled_path, prepared_path, probes_path, run, timing_path
 
@@ -14,7 +13,6 @@ from saeprobe.stage import features_path, pooled_path, prepared_path, probes_pat
 def main(name: str) -> None:
     params = config.load_params()
     cfg = config.probe_config(params)
-    check_grids(cfg)
     regimes = config.regime_configs(params)
     prepared = read_prepared(prepared_path(name))
     reps = load_representations(

@@ -51,7 +51,8 @@ def test_every_reader_accepts_the_default_params():
     ]
     for read in readers:
         read(PARAMS)
-    assert set(PARAMS) <= set(config.SECTIONS)
+    config.validate_all(PARAMS)
+    assert set(PARAMS) == set(config.SECTIONS)
 
 
 def test_every_config_field_is_documented_in_params_yaml():

@@ -35,6 +35,7 @@ pytestmark = pytest.mark.slow
 
 # One instance of each template: its loop variables.
 INSTANCES = {
+    "check_params": {},
     "prepare": {"key": "spam"},
     "extract": {"key": "spam"},
     "report": {},
@@ -48,7 +49,8 @@ INSTANCES = {
 }
 # Folders of user inputs: DVC cannot declare an input only some data sets have, so every
 # stage that may read one depends on the whole folder (saeprobe.config refuses paths outside).
-USER_INPUT_FOLDERS = {config.DATA_INPUTS, config.SAE_INPUTS}
+# And the first stages depend on check_params' marker only to run after it.
+NOT_READ_BY_DESIGN = {config.DATA_INPUTS, config.SAE_INPUTS, "data/params_valid.json"}
 
 
 def resolve(text: str, variables: dict[str, str]) -> str:
@@ -225,7 +227,7 @@ def run_in_sandbox(template: str, project: Path, sandbox: Path, monkeypatch) -> 
     unread_files = [
         dep
         for dep in data
-        if dep not in USER_INPUT_FOLDERS
+        if dep not in NOT_READ_BY_DESIGN
         and not any(p.stat().st_atime > 0 for p in files_under(sandbox / dep))
     ]
     return {"params": params_problems(params, keys, read), "files": unread_files}

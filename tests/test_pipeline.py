@@ -2,6 +2,8 @@
 
 import contextlib
 import json
+import subprocess
+import sys
 
 import polars as pl
 import pytest
@@ -71,7 +73,8 @@ def test_a_probe_parameter_reruns_only_probe_stages(tiny_project):
         params["probe"]["sae_k"] = [1, 4]
 
     with changed_params(tiny_project, change):
-        assert ran(dvc(tiny_project, "repro")) == {"probe@spam", "probe@grammar", "probe_report"}
+        stages = ran(dvc(tiny_project, "repro"))
+        assert stages == {"check_params", "probe@spam", "probe@grammar", "probe_report"}
 
 
 def out_of_date(project) -> set[str]:
@@ -84,7 +87,7 @@ def test_a_report_parameter_reruns_only_the_report(tiny_project):
         params["probe_report"]["bootstrap"] = 50
 
     with changed_params(tiny_project, change):
-        assert out_of_date(tiny_project) == {"probe_report"}
+        assert out_of_date(tiny_project) == {"check_params", "probe_report"}
 
 
 def test_a_fitting_parameter_puts_every_fitting_stage_out_of_date(tiny_project):
@@ -92,7 +95,7 @@ def test_a_fitting_parameter_puts_every_fitting_stage_out_of_date(tiny_project):
         params["probe"]["c_grid_size"] = 3
 
     with changed_params(tiny_project, change):
-        assert out_of_date(tiny_project) == {"probe@spam", "probe@grammar"}
+        assert out_of_date(tiny_project) == {"check_params", "probe@spam", "probe@grammar"}
 
 
 def test_an_experiment_on_a_report_parameter_runs_only_the_report(tiny_project):
@@ -100,7 +103,7 @@ def test_an_experiment_on_a_report_parameter_runs_only_the_report(tiny_project):
     run_in(tiny_project, "git", "commit", "-qm", "after the first repro", "--allow-empty")
     try:
         out = dvc(tiny_project, "exp", "run", "-S", "probe_report.bootstrap=50")
-        assert ran(out) == {"probe_report"}
+        assert ran(out) == {"check_params", "probe_report"}
     finally:
         run_in(tiny_project, "git", "checkout", "params.yaml")
         dvc(tiny_project, "repro")
@@ -133,3 +136,28 @@ def test_changing_one_dataset_reruns_only_its_stages(tiny_project):
         assert not {s for s in stages if s.startswith(("train_sae", "extract_corpus"))}
         metrics = json.loads((tiny_project / "reports" / "metrics.json").read_text())
         assert metrics["datasets"]["spam"]["data"]["examples"] == 30
+
+
+def test_a_params_mistake_stops_dvc_repro_before_any_output_is_removed(tiny_project):
+    probes = tiny_project / "data/probes/spam.parquet"
+    before = probes.read_bytes()
+
+    def change(params):
+        params["probe"]["baselines"] = ["logreg_l3"]
+
+    path = tiny_project / "params.yaml"
+    original = path.read_text()
+    params = yaml.safe_load(original)
+    change(params)
+    path.write_text(yaml.safe_dump(params))
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "dvc", "repro"], cwd=tiny_project, capture_output=True, text=True
+        )
+    finally:
+        path.write_text(original)
+    assert result.returncode != 0
+    assert "'probe.baselines' has 'logreg_l3'; did you mean 'logreg_l2'?" in result.stderr
+    assert ran(result.stdout) == {"check_params"}
+    assert probes.read_bytes() == before
+    assert ran(dvc(tiny_project, "repro")) == set()

@@ -9,10 +9,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from saeprobe import config
-from saeprobe.config import ProbeConfig, RegimeConfig
+from saeprobe.config import ProbeConfig, RegimeConfig, check_grids
 from saeprobe.errors import ConfigError, Infeasible
 from saeprobe.features import pool_latents
-from saeprobe.probes.methods import FitContext, check_grids, fit_method, rank_latents
+from saeprobe.probes.methods import FitContext, fit_method, rank_latents
 from saeprobe.probes.summary import quiver, summarize, with_labels
 from saeprobe.probes.sweep import RESULT_SCHEMA, FitFailed, Representation, run_sweep
 from saeprobe.probes.validation import select_logistic, validation_splits

@@ -24,6 +24,7 @@ def prepare_dataset(name: str, cfg: DatasetConfig, seed: int) -> pl.DataFrame:
     raw = raw.with_columns(pl.col("split").cast(pl.String))
     check_texts(raw, where)
     df = encode_labels(raw, where)
+    before = class_counts(df)
     n_raw = df.height
     df = drop_duplicate_texts(df)
     if df.height < n_raw:
@@ -35,7 +36,28 @@ def prepare_dataset(name: str, cfg: DatasetConfig, seed: int) -> pl.DataFrame:
     df = df.sort("source_index").with_columns(
         (pl.lit(f"{name}:") + pl.col("source_index").cast(pl.String)).alias("id")
     )
+    check_classes(df, before, where)
     return validate(df, where)
+
+
+def class_counts(df: pl.DataFrame) -> dict[str, int]:
+    counts = df.group_by("label_name").len().sort("label_name")
+    return dict(counts.iter_rows())
+
+
+def check_classes(df: pl.DataFrame, before: dict[str, int], where: str) -> None:
+    """Two classes or more survive de-duplication and capping, each in train and in test."""
+    after = {
+        split: class_counts(df.filter(pl.col("split") == split)) for split in ("train", "test")
+    }
+    short = [c for c in before if not (after["train"].get(c) and after["test"].get(c))]
+    if len(after["train"]) < 2 or short:
+        raise ConfigError(
+            f"{where}: after removing duplicate and label-conflicting texts and capping, "
+            f"class(es) {short or sorted(after['train'])} lack examples in train or test; "
+            f"need at least 2 classes, each in both. Examples per class before: {before}; "
+            f"after: train {after['train']}, test {after['test']}"
+        )
 
 
 def check_texts(df: pl.DataFrame, where: str) -> None:

@@ -3,6 +3,7 @@ and optionally `split` ("ood" or user-given), `group` and `domain`."""
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import io
 import os
@@ -53,6 +54,7 @@ def resolve_sae_probes_task(name: str, where: str) -> Path:
     if len(matches) == 1:
         return tasks[matches[0]]
     close = sorted(s for s in tasks if name.lower() in s.lower())[:8]
+    close = close or difflib.get_close_matches(name, list(tasks), n=3, cutoff=0.75)
     hint = f"; did you mean one of {close}?" if close else ""
     raise ConfigError(f"{where}.task: sae-probes has no task '{name}'{hint}")
 
@@ -152,6 +154,22 @@ def load_file(cfg: DatasetConfig, where: str) -> pl.DataFrame:
     return select_columns(df, cfg, str(path))
 
 
+def check_column_types(df: pl.DataFrame, cfg: DatasetConfig, where: str) -> None:
+    """Text is text and labels are class labels, named by column and file."""
+    text = df[cfg.text_column].dtype
+    if text != pl.String:
+        raise ConfigError(
+            f"{where}: the text column '{cfg.text_column}' holds {text} values; expected text "
+            "(is 'text_column' set to the right column?)"
+        )
+    label = df[cfg.label_column].dtype
+    if not (label == pl.String or label == pl.Boolean or label.is_integer() or label.is_float()):
+        raise ConfigError(
+            f"{where}: the label column '{cfg.label_column}' holds {label} values; expected "
+            "class labels (strings or integers)"
+        )
+
+
 def select_columns(df: pl.DataFrame, cfg: DatasetConfig, where: str) -> pl.DataFrame:
     wanted = {"text": cfg.text_column, "label_value": cfg.label_column}
     optional = {"group": cfg.group_column, "domain": cfg.domain_column, "split": cfg.split_column}
@@ -159,6 +177,7 @@ def select_columns(df: pl.DataFrame, cfg: DatasetConfig, where: str) -> pl.DataF
     missing = [v for v in wanted.values() if v not in df.columns]
     if missing:
         raise ConfigError(f"{where}: no column(s) {missing}; the file has {df.columns}")
+    check_column_types(df, cfg, where)
     out = df.select([pl.col(src).alias(dst) for dst, src in wanted.items()])
     for col in ("group", "domain"):
         if col in out.columns:
