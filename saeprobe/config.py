@@ -27,8 +27,8 @@ from saeprobe.errors import ConfigError
 
 T = TypeVar("T")
 
-# Registries of names that params may use. The domain modules key their implementations by
-# these names, and check at import time that they implement exactly these.
+# Registries of names that params may use; the domain modules key their implementations by
+# these names (the probe registry checks at import that it implements exactly these).
 SOURCES = ("sae_probes", "bbc_news", "file", "huggingface")
 POOLINGS = ("mean", "max", "last", "first")
 TOKEN_DTYPES = ("bfloat16", "float16", "float32")
@@ -53,6 +53,7 @@ GRID_KEYS = {
 # would go untracked: the config refuses it.
 DATA_INPUTS = "data/raw"  # files of `source: file` and `huggingface` data sets saved to disk
 SAE_INPUTS = "data/published"  # published SAEs named in sae.pretrained
+RESERVED_NAMES = ("pretrained", "corpus")  # output paths use them beside data set names
 SECTIONS = (
     "seed",
     "model",
@@ -236,11 +237,10 @@ class RegimeConfig:
 # Parsing
 
 
-def parse(cls: type[T], raw: Any, where: str, complete: bool = True) -> T:
-    """Build dataclass `cls` from a params mapping, naming `where` in every error.
-
-    complete: every field not marked optional must be present (params.yaml is the single
-    source of the pipeline's settings; code defaults serve tests and library users)."""
+def parse(cls: type[T], raw: Any, where: str) -> T:
+    """Build dataclass `cls` from a params mapping, naming `where` in every error. Every
+    field not marked optional must be present: params.yaml is the single source of the
+    pipeline's settings (code defaults serve tests and library users)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -250,9 +250,7 @@ def parse(cls: type[T], raw: Any, where: str, complete: bool = True) -> T:
         if key not in fields:
             raise ConfigError(f"params: unknown key '{where}.{key}'{suggest(key, fields)}")
     missing = [
-        name
-        for name, f in fields.items()
-        if name not in raw and (_required(f) or (complete and not f.metadata.get("optional")))
+        name for name, f in fields.items() if name not in raw and not f.metadata.get("optional")
     ]
     if missing:
         raise ConfigError(
@@ -268,18 +266,14 @@ def suggest(word: str, choices: Any) -> str:
     """'; did you mean X?' for a close match, and the valid choices."""
     choices = sorted(str(c) for c in choices)
     close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    return f"{hint} Expected one of {choices}"
+    hint = f"; did you mean '{close[0]}'?" if close else ";"
+    return f"{hint} expected one of {choices}"
 
 
 def check_names(values: list[str], valid: tuple[str, ...], where: str) -> None:
     for value in values:
         if value not in valid:
             raise ConfigError(f"params: '{where}' has '{value}'{suggest(value, valid)}")
-
-
-def _required(f: dataclasses.Field) -> bool:
-    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
@@ -290,8 +284,6 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], where)
-    if dataclasses.is_dataclass(hint):
-        return parse(hint, value, where)
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"params: '{where}' must be a list, got {value!r}")
@@ -351,6 +343,11 @@ def dataset_names(params: dict[str, Any]) -> list[str]:
     datasets = section(params, "datasets")
     if not isinstance(datasets, dict) or not datasets:
         raise ConfigError("params: 'datasets' must map at least one data set name to its config")
+    reserved = [name for name in datasets if name in RESERVED_NAMES]
+    if reserved:
+        raise ConfigError(
+            f"params: data set name(s) {reserved} are taken by pipeline outputs; rename them"
+        )
     return sorted(datasets)
 
 
@@ -370,6 +367,11 @@ def dataset_config(params: dict[str, Any], name: str) -> DatasetConfig:
         value = getattr(cfg, key)
         if value is not None and value < 4:
             raise ConfigError(f"params: '{where}.{key}' must be at least 4, got {value}")
+    needs = {"sae_probes": "task", "file": "path"}.get(cfg.source)
+    if needs and getattr(cfg, needs) is None:
+        raise ConfigError(f"params: '{where}' has source '{cfg.source}' but no '{needs}'")
+    if cfg.source == "huggingface" and not (cfg.hf_name or cfg.path):
+        raise ConfigError(f"params: '{where}' has source 'huggingface' but no 'hf_name' or 'path'")
     if cfg.path is not None:
         require_inside(cfg.path, DATA_INPUTS, f"{where}.path")
     return cfg
@@ -381,7 +383,8 @@ def require_inside(path: str, folder: str, where: str) -> None:
     if inside.is_absolute() or ".." in inside.parts or Path(folder) not in inside.parents:
         raise ConfigError(
             f"params: '{where}' is '{path}'; inputs must lie under {folder}/ (relative to the "
-            f"project, a symlink will do), where the pipeline tracks them"
+            f"project; a link to a file will do, a folder must be copied), where the pipeline "
+            "tracks them"
         )
 
 
@@ -400,16 +403,19 @@ def field_value(params: dict[str, Any], cls: type, name: str, key: str) -> Any:
 
 def layers(params: dict[str, Any]) -> list[int]:
     value = field_value(params, ExtractConfig, "extract", "layers")
+    check_layers(value)
+    return value
+
+
+def check_layers(value: list[int]) -> None:
     if not value:
         raise ConfigError("params: 'extract.layers' must name at least one layer")
-    return value
 
 
 def extract_config(params: dict[str, Any]) -> ExtractConfig:
     cfg = parse(ExtractConfig, section(params, "extract"), "extract")
     check_names(cfg.pooling, POOLINGS, "extract.pooling")
-    if not cfg.layers:
-        raise ConfigError("params: 'extract.layers' must name at least one layer")
+    check_layers(cfg.layers)
     check_names([cfg.token_dtype], TOKEN_DTYPES, "extract.token_dtype")
     if cfg.max_length < 2 or cfg.batch_tokens < cfg.max_length:
         raise ConfigError(
@@ -483,16 +489,36 @@ def check_grids(cfg: ProbeConfig) -> None:
         if name not in cfg.grids:
             raise ConfigError(f"params: 'probe.grids' has no search space for '{name}'")
         spec = cfg.grids[name]
+        where = f"probe.grids.{name}"
+        if name == "xgboost" and not isinstance(spec, dict):
+            raise ConfigError(f"params: '{where}' must be a mapping: trials and lists to draw from")
         for point in spec if isinstance(spec, list) else [spec]:
             if not isinstance(point, dict) or set(point) != set(GRID_KEYS[name]):
                 raise ConfigError(
-                    f"params: 'probe.grids.{name}' must give {sorted(GRID_KEYS[name])}, "
-                    f"got {point!r}"
+                    f"params: '{where}' must give {sorted(GRID_KEYS[name])}, got {point!r}"
                 )
+        if isinstance(spec, dict):
+            lists = {k: v for k, v in spec.items() if k != "trials"}
+            bad = [k for k, v in lists.items() if not isinstance(v, list) or not v]
+            if bad:
+                raise ConfigError(f"params: '{where}.{bad[0]}' must be a non-empty list")
+            trials = spec.get("trials", 1)
+            if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+                raise ConfigError(f"params: '{where}.trials' must be a positive integer")
 
 
 def probe_report_config(params: dict[str, Any]) -> ProbeReportConfig:
     return parse(ProbeReportConfig, section(params, "probe_report"), "probe_report")
+
+
+def check_levels(regime: str, levels: list[float]) -> None:
+    where = f"regimes.{regime}.levels"
+    if regime == "scarcity" and any(lv < 2 or lv != int(lv) for lv in levels):
+        raise ConfigError(f"params: '{where}' must be training sizes >= 2, got {levels}")
+    if regime == "imbalance" and any(not 0 < lv < 1 for lv in levels):
+        raise ConfigError(f"params: '{where}' must be positive shares in (0, 1), got {levels}")
+    if regime == "noise" and any(not 0 <= lv <= 1 for lv in levels):
+        raise ConfigError(f"params: '{where}' must be flip shares in [0, 1], got {levels}")
 
 
 def regime_configs(params: dict[str, Any]) -> dict[str, RegimeConfig]:
@@ -510,6 +536,7 @@ def regime_configs(params: dict[str, Any]) -> dict[str, RegimeConfig]:
             raise ConfigError(f"params: 'regimes.{name}.levels' must list at least one level")
         if cfg.methods is not None:
             check_names(cfg.methods, valid_methods, f"regimes.{name}.methods")
+        check_levels(name, cfg.levels)
         out[name] = cfg
     return out
 
@@ -532,6 +559,11 @@ def validate_all(params: dict[str, Any]) -> None:
     probe = probe_config(params)
     probe_report_config(params)
     regimes = regime_configs(params)
+    if sae.architecture != "topk":
+        raise ConfigError(
+            f"params: 'sae.architecture' is '{sae.architecture}'; the pipeline fine-tunes every "
+            "SAE on each task as the self-regularization paper does, which needs topk"
+        )
     layers = [str(layer) for layer in extract.layers]
     for layer in sae.pretrained:
         if layer not in layers:

@@ -53,7 +53,6 @@ def atomic_outputs(*paths: str | Path) -> Iterator[list[Path]]:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of `path`; it replaces `path` only if the block succeeds."""
     with atomic_outputs(path) as (tmp,):
-        tmp.touch()
         yield tmp
 
 

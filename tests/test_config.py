@@ -83,3 +83,34 @@ def test_a_published_sae_outside_the_tracked_folder_is_refused():
     sae = PARAMS["sae"] | {"pretrained": {"6": "../saes/layer6"}}
     with pytest.raises(ConfigError, match=r"'sae.pretrained.6' .* under data/published/"):
         config.sae_train_config({"sae": sae})
+
+
+@pytest.mark.parametrize(
+    ("regime", "levels", "expected"),
+    [
+        ("scarcity", [1, 8], "training sizes >= 2"),
+        ("imbalance", [0.0, 0.5], "positive shares in \\(0, 1\\)"),
+        ("noise", [1.5], "flip shares in \\[0, 1\\]"),
+    ],
+)
+def test_regime_levels_out_of_range_are_refused(regime, levels, expected):
+    params = {"regimes": {regime: {"seeds": 1, "levels": levels}}}
+    with pytest.raises(ConfigError, match=f"'regimes.{regime}.levels' must be {expected}"):
+        config.regime_configs(params)
+
+
+def test_a_data_set_without_the_key_its_source_needs_is_refused():
+    with pytest.raises(ConfigError, match="source 'sae_probes' but no 'task'"):
+        config.dataset_config({"datasets": {"x": {"source": "sae_probes"}}}, "x")
+
+
+def test_data_set_names_that_outputs_use_are_refused():
+    with pytest.raises(ConfigError, match=r"\['corpus'\] are taken by pipeline outputs"):
+        config.dataset_names({"datasets": {"corpus": {"source": "bbc_news"}}})
+
+
+def test_a_non_topk_sae_architecture_is_refused_since_every_sae_is_fine_tuned():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["sae"]["architecture"] = "relu"
+    with pytest.raises(ConfigError, match="'sae.architecture' is 'relu'; .* needs topk"):
+        config.validate_all(params)

@@ -228,3 +228,16 @@ def test_summary_compares_best_sae_with_best_baseline():
     lo, hi = normal["best_baseline"]["ci95"]
     assert lo <= normal["best_baseline"]["roc_auc"] <= hi
     assert metrics["scarcity"]["not_fitted"] >= 1
+
+
+def test_a_product_grid_pairs_each_key_with_its_own_values():
+    from saeprobe.probes.methods import grid_points
+
+    points = grid_points({"n_neighbors": [1, 2], "a": [10]})
+    assert points == [{"a": 10, "n_neighbors": 1}, {"a": 10, "n_neighbors": 2}]
+
+
+def test_grid_values_must_be_non_empty_lists():
+    grids = {**ProbeConfig().grids, "tree": {"max_depth": 4}}
+    with pytest.raises(ConfigError, match="'probe.grids.tree.max_depth' must be a non-empty list"):
+        check_grids(ProbeConfig(grids=grids))

@@ -14,6 +14,7 @@ from saeprobe.config import (
     SAEEvalConfig,
     SAETrainConfig,
 )
+from saeprobe.errors import ConfigError
 from saeprobe.extract import extract_dataset
 from saeprobe.sae import SAEConfig, build_sae, load_sae, save_sae
 from saeprobe.sae.run import LayerData, SAEOutputs, finetune_layer, pretrain_layer
@@ -92,3 +93,9 @@ def test_a_failure_before_publishing_leaves_the_previous_outputs(layer_data, tmp
         finetune(layer_data, tmp_path / "pretrained", outputs)
     assert (outputs.folder / "old").read_text() == "old" and outputs.report.read_text() == "{}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pretrained", "tuned", "tuned.json"]
+
+
+def test_fine_tuning_a_non_topk_sae_is_refused_before_any_work(layer_data, tmp_path):
+    save_sae(build_sae(SAEConfig(d_in=384, d_sae=768, architecture="relu")), tmp_path / "relu")
+    with pytest.raises(ConfigError, match="needs a TopK SAE; this one is relu"):
+        finetune(layer_data, tmp_path / "relu", SAEOutputs(tmp_path / "o", tmp_path / "o.json"))

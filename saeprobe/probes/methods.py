@@ -55,7 +55,7 @@ FitFn = Callable[[Any, np.ndarray, Any, FitContext], Fit]
 @dataclass(frozen=True)
 class Method:
     name: str
-    kind: str  # the representation it reads: hidden (also SAE codes for sae_*), text, sae
+    kind: str  # the representation it reads: hidden, text or sae (sae_top<k> is sae too)
     fit: FitFn  # grid-searched methods read their space from probe.grids (config.GRID_KEYS)
 
 
@@ -84,7 +84,8 @@ def grid_points(spec: Any) -> list[dict]:
     if isinstance(spec, list):
         return [dict(point) for point in spec]
     keys = sorted(spec)
-    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*spec.values())]
+    values = itertools.product(*(spec[key] for key in keys))
+    return [dict(zip(keys, point, strict=True)) for point in values]
 
 
 def _logistic_fit(penalty: str) -> FitFn:

@@ -16,8 +16,6 @@ from saeprobe.probes.summary import (
     summarize,
 )
 
-PLOT_NAMES = ("scarcity", "imbalance", "noise", "layers", "sae_k", "binarized")
-
 
 def plot_tables(results: pl.DataFrame) -> dict[str, pl.DataFrame]:
     """The data behind each DVC plot, empty (with its columns) when its regime did not run."""
@@ -48,6 +46,6 @@ def write_probe_report(
         results.write_parquet(table)
         summary.write_text(json_text(metrics))
         plots.mkdir()
-        for name in PLOT_NAMES:
-            tables[name].write_csv(plots / f"{name}.csv")
+        for name, table_ in tables.items():
+            table_.write_csv(plots / f"{name}.csv")
     return metrics

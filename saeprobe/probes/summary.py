@@ -89,7 +89,7 @@ def quiver(rows: pl.DataFrame) -> dict:
     only, and among baselines plus SAE probes; how often an SAE probe is picked, and the
     mean test AUC of both quivers."""
     picks = []
-    for (_dataset, _seed), part in rows.group_by(["test_dataset", "seed"]):
+    for (_dataset, _seed), part in rows.group_by(["test_dataset", "seed"], maintain_order=True):
         # Ties in validation AUC go to the first probe by name, never to row order.
         part = part.filter(pl.col("val_auc").is_not_null() & pl.col("val_auc").is_not_nan())
         part = part.sort(["val_auc", "probe"], descending=[True, False])

@@ -20,6 +20,7 @@ from saeprobe.sae.evaluate import ce_loss_recovered, reconstruction_metrics
 from saeprobe.sae.finetune import finetune_sae, task_dead_latents
 from saeprobe.sae.io import load_sae, save_sae
 from saeprobe.sae.tokens import doc_chunks, read_docs, sample_rows, shuffled_batches
+from saeprobe.sae.topk import TopKSAE
 from saeprobe.sae.train import new_sae, train_sae
 from saeprobe.store import TokenStore
 
@@ -157,6 +158,11 @@ def finetune_layer(
     test tokens before and after, and publish it."""
     torch.manual_seed(seed)
     sae = load_sae(pretrained, d_in=data.store.d_model)
+    if not isinstance(sae, TopKSAE):
+        raise ConfigError(
+            f"{pretrained}: task fine-tuning follows the self-regularization paper and needs a "
+            f"TopK SAE; this one is {sae.cfg.architecture}"
+        )
     train_docs, test_docs = data.docs("train"), data.docs("test")
     if len(train_docs) == 0:
         raise ConfigError(f"{data.store.path}: no training documents to fine-tune on")
