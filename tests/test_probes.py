@@ -241,3 +241,18 @@ def test_grid_values_must_be_non_empty_lists():
     grids = {**ProbeConfig().grids, "tree": {"max_depth": 4}}
     with pytest.raises(ConfigError, match="'probe.grids.tree.max_depth' must be a non-empty list"):
         check_grids(ProbeConfig(grids=grids))
+
+
+@pytest.mark.parametrize("n", [56, 200])
+def test_pca_and_knn_search_only_what_their_smallest_validation_fold_supports(n):
+    # 6-fold at n = 56 trains on about 46; one holdout of 40 at n = 200 trains on 160: PCA's
+    # 50 and 180 dimensions fit the whole training set but not those folds.
+    X, y = blobs(n=n + 40, d=300, shift=2.0)
+    grids = {
+        **ProbeConfig().grids,
+        "pca": {"n_components": [5, 50, 180]},
+        "knn": {"n_neighbors": [1, 60]},
+    }
+    for method in ("pca", "knn"):
+        fit = fit_method(method, X[:n], y[:n], X[n:], ctx(grids=grids))
+        assert np.isfinite(fit.val_auc)

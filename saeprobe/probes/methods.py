@@ -30,6 +30,7 @@ from saeprobe.probes.validation import (
     proba_full,
     select_by_validation,
     select_logistic,
+    validation_splits,
 )
 
 
@@ -110,7 +111,8 @@ def fit_top_k(k: int, X_train, y_train, X_test, ctx: FitContext) -> Fit:
 
 def _grid_fit(name: str, make: Callable[[dict, FitContext, bool], Any]) -> FitFn:
     def fit(X_train, y_train, X_test, ctx: FitContext) -> Fit:
-        grid = _feasible(name, grid_points(ctx.cfg.grids[name]), len(y_train), X_train.shape)
+        n_fit = smallest_fit(y_train, ctx.seed)
+        grid = _feasible(name, grid_points(ctx.cfg.grids[name]), n_fit, len(y_train), X_train)
         model, params, val = select_by_validation(
             lambda p: make(p, ctx, sp.issparse(X_train)),
             grid,
@@ -124,13 +126,22 @@ def _grid_fit(name: str, make: Callable[[dict, FitContext, bool], Any]) -> FitFn
     return fit
 
 
-def _feasible(name: str, grid: list[dict], n: int, shape: tuple) -> list[dict]:
-    """Drop grid points the training set is too small for (PCA dimensions, KNN neighbours)."""
+def smallest_fit(y: np.ndarray, seed: int) -> int:
+    """The fewest examples any fit of the search sees: the smallest validation-training fold
+    (or all of them, when there are too few to validate)."""
+    splits = validation_splits(y, seed) if len(y) > 3 else []
+    return min([len(y)] + [len(train) for train, _ in splits])
+
+
+def _feasible(name: str, grid: list[dict], n_fit: int, n: int, X) -> list[dict]:
+    """Drop grid points that the smallest fit cannot support (PCA dimensions, KNN neighbours),
+    so that a small training set narrows the search instead of failing it."""
     if name == "pca":
-        limit = min(n - 1, shape[1]) if len(shape) > 1 else n - 1
+        limit = min(n_fit - 1, X.shape[1])
         return [p for p in grid if p["n_components"] <= limit] or [{"n_components": 1}]
     if name == "knn":
-        return [p for p in grid if p["n_neighbors"] <= max(1, n // 2)] or [{"n_neighbors": 1}]
+        limit = max(1, min(n // 2, n_fit))
+        return [p for p in grid if p["n_neighbors"] <= limit] or [{"n_neighbors": 1}]
     return grid
 
 
