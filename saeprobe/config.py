@@ -33,21 +33,37 @@ SOURCES = ("sae_probes", "bbc_news", "file", "huggingface")
 POOLINGS = ("mean", "max", "last", "first")
 TOKEN_DTYPES = ("bfloat16", "float16", "float32")
 TRAINABLE_ARCHITECTURES = ("topk", "relu")
+SAE_LOSSES = ("fvu", "per_token")
 FEATURE_SAES = ("pretrained", "finetuned")
 FEATURE_POOLINGS = ("mean", "max", "sum", "last", "topn")
 HIDDEN_METHODS = ("logreg_l2", "logreg_l1", "pca", "knn", "xgboost", "mlp", "tree")
 TEXT_METHODS = ("tfidf",)
-SAE_METHODS = ("sae_topk", "sae_l1")
+SAE_METHODS = ("sae_topk", "sae_topk_bin", "sae_l1")
+PAPER_BASELINES = ("logreg_l2", "pca", "knn", "xgboost", "mlp")  # the sparse-probing quiver
 REGIMES = ("normal", "scarcity", "imbalance", "noise", "shift")
-# The keys of each searched method's space in probe.grids.
+# The keys of each searched method's space in probe.grids, by the kind of search:
+# `log` grids are the sparse-probing reference's log2-spaced integers up to a cap, `draws`
+# are seeded random draws (`trials` of them) from lists, `product` is a grid of lists (or
+# a list of points).
 GRID_KEYS = {
-    "pca": ("n_components",),
-    "knn": ("n_neighbors",),
-    "xgboost": ("learning_rate", "max_depth", "n_estimators", "subsample", "trials"),
-    "mlp": ("alpha", "hidden_layer_sizes"),
+    "pca": ("max_components", "points"),
+    "knn": ("max_neighbors", "points"),
+    "xgboost": (
+        "trials",
+        "n_estimators",
+        "max_depth",
+        "learning_rate",
+        "subsample",
+        "colsample_bytree",
+        "reg_alpha",
+        "reg_lambda",
+        "min_child_weight",
+    ),
+    "mlp": ("trials", "hidden_layer_sizes", "learning_rate_init", "alpha"),
     "tree": ("max_depth",),
     "tfidf": ("C",),
 }
+GRID_KIND = {"pca": "log", "knn": "log", "xgboost": "draws", "mlp": "draws"}  # else product
 # The folders of user-supplied inputs. Stages that may read them depend on the whole folder
 # (DVC cannot declare a dependency that only some data sets have), so an input outside them
 # would go untracked: the config refuses it.
@@ -148,13 +164,14 @@ class SAETrainConfig:
     train_tokens: int = 400_000
     buffer_tokens: int = 65_536
     normalize: bool = True  # scale inputs to mean norm sqrt(width); saved with the SAE
+    loss: str = "fvu"  # fvu (over the batch) or per_token (the self-regularization code's)
     pretrained: dict[str, str] = field(default_factory=dict)  # layer -> published SAE on disk
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    lr: float = 1e-4
-    epochs: int = 2
+    lr: float = 5e-5  # the self-regularization code's learning rate and epochs
+    epochs: int = 5
     batch_size: int = 1024
     dead_weight: float = 0.1  # weight of the dead latents' residual loss
     buffer_tokens: int = 65_536
@@ -175,24 +192,42 @@ class FeaturesConfig:
 
 
 def _default_grids() -> dict[str, Any]:
+    """The sparse-probing reference's search spaces (sae_probes.utils_training.find_best_*)."""
     return {
-        "pca": {"n_components": [1, 2, 5, 10, 20, 50, 100, 200]},
-        "knn": {"n_neighbors": [1, 2, 3, 5, 10, 20, 50]},
+        "pca": {"max_components": 100, "points": 10},
+        "knn": {"max_neighbors": 100, "points": 10},
         "xgboost": {
-            "trials": 4,
-            "max_depth": [2, 3, 4, 6],
-            "n_estimators": [50, 100, 200],
-            "learning_rate": [0.03, 0.1, 0.3],
-            "subsample": [0.7, 1.0],
+            "trials": 10,
+            "n_estimators": [50, 100, 150, 200, 250],
+            "max_depth": [2, 3, 4, 5],
+            "learning_rate": [
+                0.001, 0.00166810, 0.00278256, 0.00464159, 0.00774264,
+                0.0129155, 0.0215443, 0.0359381, 0.0599484, 0.1,
+            ],
+            "subsample": [0.7, 0.775, 0.85, 0.925, 1.0],
+            "colsample_bytree": [0.7, 0.775, 0.85, 0.925, 1.0],
+            "reg_alpha": [
+                0.001, 0.00278256, 0.00774264, 0.0215443, 0.0599484,
+                0.166810, 0.464159, 1.29155, 3.59381, 10.0,
+            ],
+            "reg_lambda": [
+                0.001, 0.00278256, 0.00774264, 0.0215443, 0.0599484,
+                0.166810, 0.464159, 1.29155, 3.59381, 10.0,
+            ],
+            "min_child_weight": [1, 2, 3, 4, 5, 6, 7, 8, 9],
         },
-        "mlp": [
-            {"hidden_layer_sizes": [64], "alpha": 0.0001},
-            {"hidden_layer_sizes": [128], "alpha": 0.01},
-            {"hidden_layer_sizes": [256, 128], "alpha": 0.001},
-        ],
+        "mlp": {
+            "trials": 1,
+            "hidden_layer_sizes": [
+                [16], [32], [64], [16, 16], [32, 32], [64, 64],
+                [16, 16, 16], [32, 32, 32], [64, 64, 64],
+            ],
+            "learning_rate_init": [0.0001, 0.000316228, 0.001, 0.00316228, 0.01],
+            "alpha": [0.00001, 0.0000562341, 0.000316228, 0.00177828, 0.01],
+        },
         "tree": {"max_depth": [2, 4, 8, 16, None]},
         "tfidf": {"C": [0.1, 1.0, 10.0, 100.0]},
-    }
+    }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -201,26 +236,37 @@ class ProbeConfig:
     c_log10_range: list[float] = field(default_factory=lambda: [-5.0, 5.0])  # logistic C grid
     c_grid_size: int = 10
     sae_k: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
-    hidden_pooling: str = "mean"  # one of extract.pooling
-    sae_pooling: str = "mean"  # one of features.pooling
+    hidden_pooling: str = "last"  # one of extract.pooling; the paper probes the last token
+    sae_pooling: str = "last"  # one of features.pooling
+    # The normal regime also probes these poolings with compare_methods, side by side.
+    compare_poolings: list[str] = field(default_factory=lambda: ["mean", "max"])
+    compare_methods: list[str] = field(default_factory=lambda: ["logreg_l2", "sae_topk"])
     saes: list[str] = field(default_factory=lambda: list(FEATURE_SAES))
-    binarize_threshold: float | None = 1.0  # also probe SAE features > threshold; null: off
+    binarize_threshold: float = 1.0  # sae_topk_bin: the kept latents binarized > this
     baselines: list[str] = field(default_factory=lambda: list(HIDDEN_METHODS + TEXT_METHODS))
     sae_methods: list[str] = field(default_factory=lambda: list(SAE_METHODS))
-    # Search spaces of the grid-searched methods: a mapping of lists is a product grid, a
-    # list of mappings is the grid itself; xgboost draws `trials` random points of its space.
+    # Search spaces of the searched methods (see GRID_KEYS for the kinds of search).
     grids: dict[str, Any] = field(default_factory=_default_grids)
     allow_failures: bool = False  # true: a fit that raises is recorded as failed, not fatal
 
     @property
     def Cs(self) -> list[float]:
         lo, hi = self.c_log10_range
-        return [float(c) for c in np.logspace(lo, hi, self.c_grid_size)]
+        # Spaced from high to low as the reference's np.logspace(5, -5, 10): the same floats
+        # to the last bit, since lbfgs on unscaled activations stops at visibly different
+        # points for C values one ulp apart.
+        return [float(c) for c in np.logspace(hi, lo, self.c_grid_size)[::-1]]
 
 
 @dataclass(frozen=True)
 class ProbeReportConfig:
     bootstrap: int = 1000  # bootstrap resamples of the 95% intervals
+    # The sparse-probing paper's quiver and best-vs-best comparison: one layer, its five
+    # baselines on hidden states and the top-k SAE probes with these k.
+    quiver_layer: int = 6
+    quiver_baselines: list[str] = field(default_factory=lambda: list(PAPER_BASELINES))
+    quiver_sae_k: list[int] = field(default_factory=lambda: [16, 128])
+    quiver_saes: list[str] = field(default_factory=lambda: ["pretrained"])
 
 
 @dataclass(frozen=True)
@@ -228,9 +274,12 @@ class RegimeConfig:
     seeds: int = 3
     levels: list[float] = optional(factory=list)  # sizes, positive shares or flip shares
     max_train: int = optional(1024)  # normal, noise and shift: balanced, at most this many
-    train_size: int = optional(256)  # imbalance: training examples at every positive share
+    # imbalance: at most this many training examples; the size is the largest that both
+    # extreme shares can fill, the same at every share.
+    train_size: int = optional(1024)
     methods: list[str] | None = optional()  # None: every configured method
     layers: list[int] | None = optional()  # None: every extracted layer
+    sae_k: list[int] | None = optional()  # the top-k probe's k here; None: probe.sae_k
 
 
 # ---------------------------------------------------------------------------------------
@@ -438,6 +487,7 @@ def corpus_config(params: dict[str, Any]) -> CorpusConfig:
 def sae_train_config(params: dict[str, Any]) -> SAETrainConfig:
     cfg = parse(SAETrainConfig, section(params, "sae"), "sae")
     check_names([cfg.architecture], TRAINABLE_ARCHITECTURES, "sae.architecture")
+    check_names([cfg.loss], SAE_LOSSES, "sae.loss")
     if cfg.expansion < 1 or cfg.batch_size < 1 or cfg.train_tokens < cfg.batch_size:
         raise ConfigError(
             "params: 'sae.expansion', 'sae.batch_size' >= 1 and 'sae.train_tokens' >= batch_size"
@@ -472,12 +522,18 @@ def probe_config(params: dict[str, Any]) -> ProbeConfig:
     check_names(cfg.saes, FEATURE_SAES, "probe.saes")
     check_names([cfg.hidden_pooling], POOLINGS, "probe.hidden_pooling")
     check_names([cfg.sae_pooling], FEATURE_POOLINGS, "probe.sae_pooling")
+    check_names(cfg.compare_poolings, POOLINGS, "probe.compare_poolings")
+    check_names(cfg.compare_methods, HIDDEN_METHODS + SAE_METHODS, "probe.compare_methods")
     check_grids(cfg)
     if len(cfg.c_log10_range) != 2 or cfg.c_grid_size < 1:
         raise ConfigError("params: 'probe.c_log10_range' must be [low, high], c_grid_size >= 1")
-    if any(k < 1 for k in cfg.sae_k):
-        raise ConfigError(f"params: 'probe.sae_k' must hold positive integers, got {cfg.sae_k}")
+    check_k(cfg.sae_k, "probe.sae_k")
     return cfg
+
+
+def check_k(values: list[int], where: str) -> None:
+    if not values or any(k < 1 for k in values):
+        raise ConfigError(f"params: '{where}' must hold positive integers, got {values}")
 
 
 def check_grids(cfg: ProbeConfig) -> None:
@@ -488,27 +544,41 @@ def check_grids(cfg: ProbeConfig) -> None:
             continue
         if name not in cfg.grids:
             raise ConfigError(f"params: 'probe.grids' has no search space for '{name}'")
-        spec = cfg.grids[name]
-        where = f"probe.grids.{name}"
-        if name == "xgboost" and not isinstance(spec, dict):
-            raise ConfigError(f"params: '{where}' must be a mapping: trials and lists to draw from")
-        for point in spec if isinstance(spec, list) else [spec]:
-            if not isinstance(point, dict) or set(point) != set(GRID_KEYS[name]):
-                raise ConfigError(
-                    f"params: '{where}' must give {sorted(GRID_KEYS[name])}, got {point!r}"
-                )
-        if isinstance(spec, dict):
-            lists = {k: v for k, v in spec.items() if k != "trials"}
-            bad = [k for k, v in lists.items() if not isinstance(v, list) or not v]
-            if bad:
-                raise ConfigError(f"params: '{where}.{bad[0]}' must be a non-empty list")
-            trials = spec.get("trials", 1)
-            if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
-                raise ConfigError(f"params: '{where}.trials' must be a positive integer")
+        check_grid(name, cfg.grids[name], f"probe.grids.{name}")
+
+
+def check_grid(name: str, spec: Any, where: str) -> None:
+    kind = GRID_KIND.get(name, "product")
+    points = spec if kind == "product" and isinstance(spec, list) else [spec]
+    for point in points:
+        if not isinstance(point, dict) or set(point) != set(GRID_KEYS[name]):
+            raise ConfigError(
+                f"params: '{where}' must give {sorted(GRID_KEYS[name])}, got {point!r}"
+            )
+    if kind == "log":
+        bad = [k for k, v in spec.items() if not _is_exact(v, int) or v < 1]
+        if bad:
+            raise ConfigError(f"params: '{where}.{bad[0]}' must be a positive integer")
+        return
+    if isinstance(spec, list):
+        return
+    lists = {k: v for k, v in spec.items() if k != "trials"}
+    bad = [k for k, v in lists.items() if not isinstance(v, list) or not v]
+    if bad:
+        raise ConfigError(f"params: '{where}.{bad[0]}' must be a non-empty list")
+    trials = spec.get("trials", 1)
+    if not _is_exact(trials, int) or trials < 1:
+        raise ConfigError(f"params: '{where}.trials' must be a positive integer")
 
 
 def probe_report_config(params: dict[str, Any]) -> ProbeReportConfig:
-    return parse(ProbeReportConfig, section(params, "probe_report"), "probe_report")
+    cfg = parse(ProbeReportConfig, section(params, "probe_report"), "probe_report")
+    check_names(cfg.quiver_baselines, HIDDEN_METHODS, "probe_report.quiver_baselines")
+    check_names(cfg.quiver_saes, FEATURE_SAES, "probe_report.quiver_saes")
+    check_k(cfg.quiver_sae_k, "probe_report.quiver_sae_k")
+    if cfg.bootstrap < 1:
+        raise ConfigError("params: 'probe_report.bootstrap' must be at least 1")
+    return cfg
 
 
 def check_levels(regime: str, levels: list[float]) -> None:
@@ -536,6 +606,8 @@ def regime_configs(params: dict[str, Any]) -> dict[str, RegimeConfig]:
             raise ConfigError(f"params: 'regimes.{name}.levels' must list at least one level")
         if cfg.methods is not None:
             check_names(cfg.methods, valid_methods, f"regimes.{name}.methods")
+        if cfg.sae_k is not None:
+            check_k(cfg.sae_k, f"regimes.{name}.sae_k")
         check_levels(name, cfg.levels)
         out[name] = cfg
     return out
@@ -557,7 +629,7 @@ def validate_all(params: dict[str, Any]) -> None:
     sae_eval_config(params)
     features = features_config(params)
     probe = probe_config(params)
-    probe_report_config(params)
+    report = probe_report_config(params)
     regimes = regime_configs(params)
     if sae.architecture != "topk":
         raise ConfigError(
@@ -581,9 +653,20 @@ def validate_all(params: dict[str, Any]) -> None:
             f"params: 'probe.sae_pooling' is '{probe.sae_pooling}', which "
             f"'features.pooling' {features.pooling} does not compute"
         )
+    for pooling in probe.compare_poolings:
+        if pooling not in extract.pooling or pooling not in features.pooling:
+            raise ConfigError(
+                f"params: 'probe.compare_poolings' has '{pooling}', which 'extract.pooling' "
+                f"{extract.pooling} or 'features.pooling' {features.pooling} does not compute"
+            )
     missing = [s for s in probe.saes if s not in features.saes]
     if probe.sae_methods and missing:
         raise ConfigError(f"params: 'probe.saes' has {missing}, not in 'features.saes'")
+    if report.quiver_layer not in extract.layers:
+        raise ConfigError(
+            f"params: 'probe_report.quiver_layer' is {report.quiver_layer}, not in "
+            f"'extract.layers' {extract.layers}"
+        )
     for name, regime in regimes.items():
         extra = [layer for layer in regime.layers or [] if layer not in extract.layers]
         if extra:

@@ -82,9 +82,11 @@ def sample(
     elif regime == "imbalance":
         if n_classes != 2:
             raise Infeasible(f"{what}: class imbalance is defined for binary tasks only")
-        train = imbalanced(train_pool, y, float(level), cfg.train_size, rng)
+        shares = list(cfg.levels) or [float(level)]
+        n_train = min(cfg.train_size, fillable(train_pool, y, shares))
+        train = imbalanced(train_pool, y, float(level), n_train, rng)
         labels = y[train].copy()
-        test = imbalanced(test_pool, y, float(level), len(test_pool), rng)
+        test = imbalanced(test_pool, y, float(level), fillable(test_pool, y, shares), rng)
         require_per_class(train, labels, 2, 2, what)
         require_per_class(test, y[test], 2, 1, f"{what} (test set)")
     else:
@@ -92,19 +94,28 @@ def sample(
     return Sample(train, labels, test)
 
 
+def fillable(pool: np.ndarray, y: np.ndarray, shares: list[float]) -> int:
+    """The largest set size that the pool can fill at every one of `shares` (so at both
+    extremes), as `sae_probes.utils_data.get_classimabalance_num_train` sizes the
+    regime: the training size then stays the same at every share."""
+    n_pos = int((y[pool] == 1).sum())
+    n_neg = len(pool) - n_pos
+    return int(min(n_pos / max(shares), n_neg / (1 - min(shares))))
+
+
 def imbalanced(
     pool: np.ndarray, y: np.ndarray, positive_share: float, size: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """As many of `size` examples as the pool allows with the given share of class 1."""
+    """`size` examples of the pool with the given share of class 1 (ceil, as the reference's
+    `get_train_test_indices` rounds), or as many as the pool allows."""
     pos = rng.permutation(pool[y[pool] == 1])
     neg = rng.permutation(pool[y[pool] == 0])
-    # The largest set with this share that both classes can fill.
     size = min(
         size,
         int(len(pos) / max(positive_share, 1e-9)),
         int(len(neg) / max(1 - positive_share, 1e-9)),
     )
-    n_pos = int(round(size * positive_share))
+    n_pos = min(int(np.ceil(size * positive_share - 1e-9)), len(pos))
     return rng.permutation(np.concatenate([pos[:n_pos], neg[: size - n_pos]]))
 
 

@@ -7,13 +7,15 @@ from saeprobe.stage import PLOTS, PROBE_METRICS, PROBE_RESULTS, probes_path, run
 
 def main() -> None:
     params = config.load_params()
+    cfg = config.probe_report_config(params)
     write_probe_report(
         [probes_path(name) for name in config.dataset_names(params)],
         results_path=PROBE_RESULTS,
         metrics_path=PROBE_METRICS,
         plots_dir=PLOTS,
-        n_boot=config.probe_report_config(params).bootstrap,
+        n_boot=cfg.bootstrap,
         seed=config.seed(params),
+        cfg=cfg,
     )
 
 

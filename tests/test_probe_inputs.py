@@ -16,21 +16,25 @@ STORE_ORDER = ["d2", "d0", "d1"]  # the stores sort documents by length, not by 
 
 @pytest.fixture
 def stores(tmp_path):
-    pooled = PooledWriter(tmp_path / "pooled.parquet", [4], ["mean"], 2)
+    pooled = PooledWriter(tmp_path / "pooled.parquet", [4], ["mean", "max"], 2)
     # Row i of the stores belongs to document STORE_ORDER[i] and holds its number.
     numbers = np.array([[int(d[1:]), 0] for d in STORE_ORDER], dtype=np.float32)
-    pooled.append(STORE_ORDER, {"L4_mean": numbers})
+    pooled.append(STORE_ORDER, {"L4_mean": numbers, "L4_max": 10 * numbers})
     pooled.close()
     codes = sp.csr_matrix(np.array([[2.0, 0.5], [0.0, 1.5], [3.0, 0.0]], dtype=np.float32))
     write_feature_file(
         tmp_path / "L4.h5",
         STORE_ORDER,
-        {"pretrained": ("f0", {"mean": codes}), "finetuned": ("f1", {"mean": 2 * codes})},
+        {
+            "pretrained": ("f0", {"mean": codes, "max": 10 * codes}),
+            "finetuned": ("f1", {"mean": 2 * codes, "max": 20 * codes}),
+        },
     )
     return tmp_path
 
 
 def load(stores, **cfg):
+    cfg = {"hidden_pooling": "mean", "sae_pooling": "mean", "compare_poolings": []} | cfg
     prepared = pl.DataFrame({"id": IDS, "text": ["zero", "one", "two"]})
     return load_representations(
         prepared,
@@ -43,6 +47,7 @@ def load(stores, **cfg):
 
 def test_every_representation_follows_the_prepared_tables_row_order(stores):
     reps = {(r.layer, r.name): r.X for r in load(stores)}
+    assert len(reps) == 4
     assert reps[(-1, "text")].tolist() == ["zero", "one", "two"]
     assert reps[(4, "hidden")][:, 0].tolist() == [0, 1, 2]
     # d0 is the store's row 1, d1 row 2, d2 row 0.
@@ -50,10 +55,19 @@ def test_every_representation_follows_the_prepared_tables_row_order(stores):
     assert reps[(4, "sae_finetuned")].toarray().tolist() == [[0, 3], [6, 0], [4, 1]]
 
 
-def test_binarized_features_are_the_codes_above_the_threshold(stores):
-    reps = {r.name: r.X for r in load(stores, binarize_threshold=1.0)}
-    assert reps["sae_pretrained_bin"].toarray().tolist() == [[0, 1], [1, 0], [1, 0]]
-    assert "sae_pretrained_bin" not in {r.name for r in load(stores, binarize_threshold=None)}
+def test_compared_poolings_are_loaded_beside_the_main_one_and_marked(stores):
+    reps = load(stores, compare_poolings=["mean", "max"])
+    found = {(r.name, r.pooling): r.comparison for r in reps if r.layer == 4}
+    assert found == {
+        ("hidden", "mean"): False,
+        ("hidden", "max"): True,
+        ("sae_pretrained", "mean"): False,
+        ("sae_pretrained", "max"): True,
+        ("sae_finetuned", "mean"): False,
+        ("sae_finetuned", "max"): True,
+    }
+    hidden_max = next(r.X for r in reps if r.name == "hidden" and r.pooling == "max")
+    assert hidden_max[:, 0].tolist() == [0, 10, 20]
 
 
 def test_a_document_missing_from_a_store_is_named(stores):
@@ -64,10 +78,10 @@ def test_a_document_missing_from_a_store_is_named(stores):
             pooled_path=stores / "pooled.parquet",
             feature_path=lambda layer: stores / f"L{layer}.h5",
             layers=[4],
-            cfg=ProbeConfig(),
+            cfg=ProbeConfig(hidden_pooling="mean", sae_pooling="mean", compare_poolings=[]),
         )
 
 
 def test_a_pooling_the_features_lack_is_an_error_not_a_silent_skip(stores):
-    with pytest.raises(ConfigError, match="no 'max' pooling of 'pretrained'"):
-        load(stores, sae_pooling="max")
+    with pytest.raises(ConfigError, match="no 'last' pooling of 'pretrained'"):
+        load(stores, hidden_pooling="max", sae_pooling="last")

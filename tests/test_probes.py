@@ -92,15 +92,24 @@ def test_an_unknown_method_name_in_params_is_refused_with_a_suggestion():
 
 def test_a_search_space_with_the_wrong_keys_is_refused():
     grids = {**ProbeConfig().grids, "knn": {"k": [1, 3]}}
-    with pytest.raises(ConfigError, match=r"probe.grids.knn' must give \['n_neighbors'\]"):
+    with pytest.raises(ConfigError, match=r"grids.knn' must give \['max_neighbors', 'points'\]"):
+        check_grids(ProbeConfig(grids=grids))
+    grids = {**ProbeConfig().grids, "pca": {"max_components": 0, "points": 10}}
+    with pytest.raises(ConfigError, match="'probe.grids.pca.max_components' must be a positive"):
         check_grids(ProbeConfig(grids=grids))
 
 
-def test_grid_search_takes_its_space_from_params():
+def test_searches_take_their_space_from_params():
     X, y = blobs(n=160, d=8, shift=3.0)
-    grids = {**ProbeConfig().grids, "knn": {"n_neighbors": [7]}}
+    grids = {
+        **ProbeConfig().grids,
+        "tree": {"max_depth": [3]},
+        "knn": {"max_neighbors": 1, "points": 10},
+    }
+    fit = fit_method("tree", X[:120], y[:120], X[120:], ctx(grids=grids))
+    assert fit.params == {"max_depth": 3}
     fit = fit_method("knn", X[:120], y[:120], X[120:], ctx(grids=grids))
-    assert fit.params == {"n_neighbors": 7}
+    assert fit.params == {"n_neighbors": 1}
 
 
 def test_top_n_count_pooling_by_hand():
@@ -185,16 +194,16 @@ def test_results_table_has_the_documented_schema_and_reports_skips():
 
 
 def test_a_fit_that_raises_fails_the_sweep_naming_the_fit():
-    bad_grids = {**ProbeConfig().grids, "knn": {"n_neighbors": [-1]}}
-    with pytest.raises(FitFailed, match="probe hidden/knn at layer 3, regime normal"):
-        tiny_sweep(grids=bad_grids)
+    bad_grids = {**ProbeConfig().grids, "tree": {"max_depth": [-1]}}
+    with pytest.raises(FitFailed, match="probe hidden/tree at layer 3, regime normal"):
+        tiny_sweep(grids=bad_grids, baselines=["logreg_l2", "tree"])
 
 
 def test_allow_failures_records_a_failing_fit_and_runs_the_rest():
-    bad_grids = {**ProbeConfig().grids, "knn": {"n_neighbors": [-1]}}
-    results = tiny_sweep(grids=bad_grids, allow_failures=True)
+    bad_grids = {**ProbeConfig().grids, "tree": {"max_depth": [-1]}}
+    results = tiny_sweep(grids=bad_grids, allow_failures=True, baselines=["logreg_l2", "tree"])
     failed = results.filter(pl.col("status") == "failed")
-    assert set(failed["method"]) == {"knn"} and failed["message"][0].startswith("InvalidParam")
+    assert set(failed["method"]) == {"tree"} and failed["message"][0].startswith("InvalidParam")
     assert results.filter((pl.col("method") == "logreg_l2") & (pl.col("status") == "ok")).height
 
 
@@ -209,6 +218,8 @@ def test_quiver_picks_by_validation_auc():
             "val_auc": [0.9, 0.8, 0.95, 0.9, 0.7, 0.6],
             "roc_auc": [0.85, 0.9, 0.80, 0.88, 0.7, 0.99],
             "status": ["ok"] * 6,
+            "pooling": ["last"] * 6,
+            "pooling_comparison": [False] * 6,
         }
     )
     q = quiver(with_labels(rows))
@@ -222,7 +233,7 @@ def test_quiver_picks_by_validation_auc():
 
 def test_summary_compares_best_sae_with_best_baseline():
     metrics = summarize(tiny_sweep(), n_boot=50, seed=0)
-    normal = metrics["normal"]["datasets"]["toy"]
+    normal = metrics["normal"]["levels"]["default"]["all_probes"]["datasets"]["toy"]
     assert normal["best_baseline"]["probe"].startswith("L3/hidden/")
     assert normal["best_sae"]["probe"].startswith("L3/sae_pretrained/")
     lo, hi = normal["best_baseline"]["ci95"]
@@ -245,13 +256,12 @@ def test_grid_values_must_be_non_empty_lists():
 
 @pytest.mark.parametrize("n", [56, 200])
 def test_pca_and_knn_search_only_what_their_smallest_validation_fold_supports(n):
-    # 6-fold at n = 56 trains on about 46; one holdout of 40 at n = 200 trains on 160: PCA's
-    # 50 and 180 dimensions fit the whole training set but not those folds.
+    # 6-fold at n = 56 trains on about 46; one holdout of 40 at n = 200 trains on 160.
     X, y = blobs(n=n + 40, d=300, shift=2.0)
     grids = {
         **ProbeConfig().grids,
-        "pca": {"n_components": [5, 50, 180]},
-        "knn": {"n_neighbors": [1, 60]},
+        "pca": {"max_components": 250, "points": 10},
+        "knn": {"max_neighbors": 250, "points": 10},
     }
     for method in ("pca", "knn"):
         fit = fit_method(method, X[:n], y[:n], X[n:], ctx(grids=grids))

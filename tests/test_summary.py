@@ -130,7 +130,7 @@ def test_binarized_bars_take_the_best_mean_probe_per_dataset_and_feature_kind():
             ("a", 2, "sae_pre", "sae_top4", 1, 0.8, 0.6),  # mean 0.7
             ("a", 2, "sae_pre", "sae_top16", 0, 0.65, 0.6),
             ("a", 2, "sae_pre", "sae_top16", 1, 1.0, 0.6, "skipped"),
-            ("a", 2, "sae_pre_bin", "sae_top4", 0, 0.55, 0.6),
+            ("a", 2, "sae_pre", "sae_top4_bin", 0, 0.55, 0.6),
             ("b", 2, "sae_pre", "sae_top4", 0, 0.9, 0.6),
             ("b", 2, "hidden", "logreg_l2", 0, 0.99, 0.6),
         ]

@@ -32,21 +32,28 @@ def load_representations(
     layers: list[int],
     cfg: ProbeConfig,
 ) -> list[Representation]:
-    """The raw text, and per layer the pooled hidden states, the SAE features of every
-    configured SAE and, when asked for, their binarized form (> probe.binarize_threshold)."""
+    """The raw text, and per layer the pooled hidden states and the SAE features of every
+    configured SAE: at the main poolings, and at each of probe.compare_poolings (marked as
+    comparisons, which the normal regime alone probes)."""
     ids = prepared["id"].to_list()
     reps = [Representation(-1, "text", np.asarray(prepared["text"].to_list(), dtype=object))]
     for layer in layers:
-        pooled_ids, X = read_pooled(pooled_path, layer, cfg.hidden_pooling)
-        reps.append(Representation(layer, "hidden", X[align(pooled_ids, ids, str(pooled_path))]))
+        for pooling in _with_comparisons(cfg.hidden_pooling, cfg):
+            pooled_ids, X = read_pooled(pooled_path, layer, pooling)
+            rows = align(pooled_ids, ids, str(pooled_path))
+            comparison = pooling != cfg.hidden_pooling
+            reps.append(Representation(layer, "hidden", X[rows], pooling, comparison))
         if not cfg.sae_methods:
             continue
         features = FeatureFile(feature_path(layer))
         rows = align(features.doc_ids, ids, str(features.path))
         for variant in cfg.saes:
-            X = sp.csr_matrix(features.matrix(variant, cfg.sae_pooling)[rows])
-            reps.append(Representation(layer, f"sae_{variant}", X))
-            if cfg.binarize_threshold is not None:
-                binary = (cfg.binarize_threshold < X).astype(np.float32)
-                reps.append(Representation(layer, f"sae_{variant}_bin", sp.csr_matrix(binary)))
+            for pooling in _with_comparisons(cfg.sae_pooling, cfg):
+                X = sp.csr_matrix(features.matrix(variant, pooling)[rows])
+                comparison = pooling != cfg.sae_pooling
+                reps.append(Representation(layer, f"sae_{variant}", X, pooling, comparison))
     return reps
+
+
+def _with_comparisons(main: str, cfg: ProbeConfig) -> list[str]:
+    return [main] + [p for p in cfg.compare_poolings if p != main]

@@ -2,20 +2,24 @@
 
 A method maps (X_train, y_train, X_test) to class probabilities on the test set, the chosen
 hyper-parameters and the validation AUC that chose them. The registry `METHODS` holds each
-method's kind (which representation it reads) and its fit function; the search spaces of
-the grid-searched methods come from `probe.grids` in params."""
+method's kind (which representation it reads) and its fit function. The sparse-probing
+paper's probes (logistic regression, PCA, KNN, XGBoost, MLP, the top-k SAE probe) follow its
+reference code, `sae_probes.utils_training.find_best_*` and `run_sae_evals.run_sae_eval`;
+their search spaces come from `probe.grids` in params."""
 
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.decomposition import PCA, TruncatedSVD
+from sklearn.decomposition import PCA
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
@@ -57,18 +61,20 @@ FitFn = Callable[[Any, np.ndarray, Any, FitContext], Fit]
 class Method:
     name: str
     kind: str  # the representation it reads: hidden, text or sae (sae_top<k> is sae too)
-    fit: FitFn  # grid-searched methods read their space from probe.grids (config.GRID_KEYS)
+    fit: FitFn  # searched methods read their space from probe.grids (config.GRID_KEYS)
 
 
 def rank_latents(X, y: np.ndarray) -> np.ndarray:
-    """Latents ordered by how well their class means differ, after dividing each latent by
-    its mean nonzero activation (so rare, large latents do not win on scale alone)."""
+    """Latents by |difference of class means| after dividing each latent by its mean
+    nonzero |activation|, as `sae_probes.run_sae_evals.get_sorted_indices` with
+    `mean_act_normalization` does (so rare, large latents do not win on scale alone). With
+    more than two classes (our extension) the one-vs-rest differences are summed."""
     X = sp.csr_matrix(X)
     nonzero = np.asarray((X != 0).sum(0)).ravel()
-    mean_nonzero = np.asarray(X.sum(0)).ravel() / np.maximum(nonzero, 1)
-    scale = np.where(mean_nonzero > 0, mean_nonzero, 1.0)
-    score = np.zeros(X.shape[1])
+    col_means = np.asarray(abs(X).sum(0)).ravel() / (nonzero + 1e-6)
+    scale = col_means + 1e-6
     classes = np.unique(y)
+    score = np.zeros(X.shape[1])
     for c in classes if len(classes) > 2 else classes[1:]:
         inside = np.asarray(X[y == c].mean(0)).ravel()
         outside = np.asarray(X[y != c].mean(0)).ravel()
@@ -89,6 +95,12 @@ def grid_points(spec: Any) -> list[dict]:
     return [dict(zip(keys, point, strict=True)) for point in values]
 
 
+def log2_grid(cap: int, points: int) -> list[int]:
+    """`points` log2-spaced integers from 1 to cap, deduplicated, as the reference's PCA and
+    KNN searches space them."""
+    return np.unique(np.logspace(0, np.log2(cap), num=points, base=2, dtype=int)).tolist()
+
+
 def _logistic_fit(penalty: str) -> FitFn:
     def fit(X_train, y_train, X_test, ctx: FitContext) -> Fit:
         model, params, val = select_logistic(
@@ -99,23 +111,130 @@ def _logistic_fit(penalty: str) -> FitFn:
     return fit
 
 
-def fit_top_k(k: int, X_train, y_train, X_test, ctx: FitContext) -> Fit:
-    """The top-k SAE probe: rank latents on the training set, fit on the k best."""
+def fit_top_k(k: int, binarize: bool, X_train, y_train, X_test, ctx: FitContext) -> Fit:
+    """The top-k SAE probe of `sae_probes.run_sae_evals.run_sae_eval`: rank latents on the
+    continuous training codes, keep the k best, fit L1 logistic regression on them. The
+    binarized probe binarizes the kept latents (> probe.binarize_threshold) after the
+    selection, as the paper's `train_sae_probes.run_baseline` does."""
     if k > X_train.shape[1]:
         raise Infeasible(f"k = {k} is larger than the SAE width {X_train.shape[1]}")
     keep = rank_latents(X_train, y_train)[:k]
-    fit = _logistic_fit("l2")(_dense(X_train[:, keep]), y_train, _dense(X_test[:, keep]), ctx)
+    X_fit, X_eval = _dense(X_train[:, keep]), _dense(X_test[:, keep])
+    if binarize:
+        threshold = ctx.cfg.binarize_threshold
+        X_fit = (X_fit > threshold).astype(np.float64)
+        X_eval = (X_eval > threshold).astype(np.float64)
+    fit = _logistic_fit("l1")(X_fit, y_train, X_eval, ctx)
     fit.params["latents"] = keep.tolist()
     return fit
 
 
-def _grid_fit(name: str, make: Callable[[dict, FitContext, bool], Any]) -> FitFn:
+def fit_pca(X_train, y_train, X_test, ctx: FitContext) -> Fit:
+    """`find_best_pcareg`: standardize, fit PCA once on all training data, then choose the
+    number of leading components (log2 grid up to min(n, d, max_components)) for a default
+    logistic regression by validation AUC. (The reference's PCA picks a randomized solver
+    without a seed here; the exact SVD keeps the fit deterministic.)"""
+    space = ctx.cfg.grids["pca"]
+    scaler = StandardScaler().fit(X_train)
+    n_max = min(X_train.shape[0], X_train.shape[1], space["max_components"])
+    pca = PCA(n_components=n_max, svd_solver="full").fit(scaler.transform(X_train))
+    Z_train = pca.transform(scaler.transform(X_train))
+    Z_test = pca.transform(scaler.transform(X_test))
+    grid = [{"n_components": n} for n in log2_grid(n_max, space["points"])]
+    if len(y_train) <= 3:  # too few to validate: every component, as the reference does
+        grid = [{"n_components": n_max}]
+    model, params, val = select_by_validation(
+        lambda p: logistic(1.0, "l2", ctx.seed, ctx.n_classes),
+        grid,
+        Z_train,
+        y_train,
+        ctx.seed,
+        ctx.n_classes,
+        view=lambda p, Z: Z[:, : p["n_components"]],
+    )
+    Z_test = Z_test[:, : params["n_components"]]
+    return Fit(proba_full(model, Z_test, ctx.n_classes), params, val)
+
+
+def fit_knn(X_train, y_train, X_test, ctx: FitContext) -> Fit:
+    """`find_best_knn`: standardize, then choose k on a log2 grid up to the smallest
+    validation-training fold (and max_neighbors) by validation AUC."""
+    space = ctx.cfg.grids["knn"]
+    scaler = StandardScaler().fit(X_train)
+    Z_train, Z_test = scaler.transform(X_train), scaler.transform(X_test)
+    splits = validation_splits(y_train, ctx.seed) if len(y_train) > 3 else []
+    if splits:
+        smallest = min(len(train) for train, _ in splits)
+        cap = max(1, min(len(y_train) - 1, space["max_neighbors"], smallest))
+        grid = [{"n_neighbors": k} for k in log2_grid(cap, space["points"])]
+    else:
+        grid = [{"n_neighbors": 1}]
+    model, params, val = select_by_validation(
+        lambda p: KNeighborsClassifier(**p), grid, Z_train, y_train, ctx.seed, ctx.n_classes
+    )
+    return Fit(proba_full(model, Z_test, ctx.n_classes), params, val)
+
+
+def draws(name: str, space: dict, seed: int) -> list[dict]:
+    """`trials` random points of a search space, drawn key by key in the space's order with
+    the random generator of the method's reference function (Python's `random` for
+    `find_best_xgboost`, numpy's RandomState for `find_best_mlp`), so that one seed draws
+    the same points as the reference."""
+    keys = [key for key in config.GRID_KEYS[name] if key != "trials"]
+    if name == "xgboost":
+        py_rng = random.Random(seed)
+        return [
+            {key: py_rng.choice(list(space[key])) for key in keys} for _ in range(space["trials"])
+        ]
+    np_rng = np.random.RandomState(seed)
+    return [
+        {key: space[key][np_rng.randint(len(space[key]))] for key in keys}
+        for _ in range(space["trials"])
+    ]
+
+
+def fit_xgboost(X_train, y_train, X_test, ctx: FitContext) -> Fit:
+    """`find_best_xgboost`: standardize, then the best of `trials` random draws from the
+    space by validation AUC (the library's defaults with three or fewer examples)."""
+    from xgboost import XGBClassifier
+
+    scaler = StandardScaler().fit(X_train)
+    Z_train, Z_test = scaler.transform(X_train), scaler.transform(X_test)
+    grid = draws("xgboost", ctx.cfg.grids["xgboost"], ctx.seed) if len(y_train) > 3 else [{}]
+
+    def make(p: dict):
+        return XGBClassifier(
+            **p, eval_metric="logloss", random_state=ctx.seed, n_jobs=1, tree_method="hist"
+        )
+
+    model, params, val = select_by_validation(make, grid, Z_train, y_train, ctx.seed, ctx.n_classes)
+    return Fit(proba_full(model, Z_test, ctx.n_classes), _plain(params), val)
+
+
+def fit_mlp(X_train, y_train, X_test, ctx: FitContext) -> Fit:
+    """`find_best_mlp`: standardize, then the best of `trials` random draws (relu, adam,
+    at most 1000 iterations) by validation AUC; one hidden layer of 32 with three or fewer
+    examples."""
+    scaler = StandardScaler().fit(X_train)
+    Z_train, Z_test = scaler.transform(X_train), scaler.transform(X_test)
+    if len(y_train) > 3:
+        grid = draws("mlp", ctx.cfg.grids["mlp"], ctx.seed)
+    else:
+        grid = [{"hidden_layer_sizes": [32]}]
+
+    def make(p: dict):
+        p = dict(p, hidden_layer_sizes=tuple(p["hidden_layer_sizes"]))
+        return MLPClassifier(max_iter=1000, random_state=ctx.seed, **p)
+
+    model, params, val = select_by_validation(make, grid, Z_train, y_train, ctx.seed, ctx.n_classes)
+    return Fit(proba_full(model, Z_test, ctx.n_classes), _plain(params), val)
+
+
+def _product_fit(name: str, make: Callable[[dict, FitContext], Any]) -> FitFn:
     def fit(X_train, y_train, X_test, ctx: FitContext) -> Fit:
-        n_fit = smallest_fit(y_train, ctx.seed)
-        grid = _feasible(name, grid_points(ctx.cfg.grids[name]), n_fit, len(y_train), X_train)
         model, params, val = select_by_validation(
-            lambda p: make(p, ctx, sp.issparse(X_train)),
-            grid,
+            lambda p: make(p, ctx),
+            grid_points(ctx.cfg.grids[name]),
             X_train,
             y_train,
             ctx.seed,
@@ -126,80 +245,19 @@ def _grid_fit(name: str, make: Callable[[dict, FitContext, bool], Any]) -> FitFn
     return fit
 
 
-def smallest_fit(y: np.ndarray, seed: int) -> int:
-    """The fewest examples any fit of the search sees: the smallest validation-training fold
-    (or all of them, when there are too few to validate)."""
-    splits = validation_splits(y, seed) if len(y) > 3 else []
-    return min([len(y)] + [len(train) for train, _ in splits])
-
-
-def _feasible(name: str, grid: list[dict], n_fit: int, n: int, X) -> list[dict]:
-    """Drop grid points that the smallest fit cannot support (PCA dimensions, KNN neighbours),
-    so that a small training set narrows the search instead of failing it."""
-    if name == "pca":
-        limit = min(n_fit - 1, X.shape[1])
-        return [p for p in grid if p["n_components"] <= limit] or [{"n_components": 1}]
-    if name == "knn":
-        limit = max(1, min(n // 2, n_fit))
-        return [p for p in grid if p["n_neighbors"] <= limit] or [{"n_neighbors": 1}]
-    return grid
-
-
-def _make_pca(p: dict, ctx: FitContext, sparse: bool):
-    reducer = TruncatedSVD if sparse else PCA
-    return make_pipeline(
-        reducer(n_components=p["n_components"], random_state=ctx.seed),
-        logistic(1.0, "l2", ctx.seed, ctx.n_classes),
-    )
-
-
-def _make_knn(p: dict, ctx: FitContext, sparse: bool):
-    return make_pipeline(
-        StandardScaler(with_mean=not sparse), KNeighborsClassifier(n_neighbors=p["n_neighbors"])
-    )
-
-
-def _make_mlp(p: dict, ctx: FitContext, sparse: bool):
-    mlp = MLPClassifier(
-        tuple(p["hidden_layer_sizes"]), alpha=p["alpha"], max_iter=200, random_state=ctx.seed
-    )
-    return make_pipeline(StandardScaler(with_mean=not sparse), mlp)
-
-
-def _make_tree(p: dict, ctx: FitContext, sparse: bool):
+def _make_tree(p: dict, ctx: FitContext):
     return DecisionTreeClassifier(max_depth=p["max_depth"], random_state=ctx.seed)
 
 
-def _make_tfidf(p: dict, ctx: FitContext, sparse: bool):
+def _make_tfidf(p: dict, ctx: FitContext):
     return make_pipeline(
         TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-        logistic(p["C"], "l2", ctx.seed, ctx.n_classes),
+        LogisticRegression(C=p["C"], max_iter=1000, random_state=ctx.seed),
     )
 
 
-def fit_xgboost(X_train, y_train, X_test, ctx: FitContext) -> Fit:
-    """A small random search: `trials` seeded draws from the space in probe.grids.xgboost."""
-    from xgboost import XGBClassifier
-
-    space = dict(ctx.cfg.grids["xgboost"])
-    trials = int(space.pop("trials"))
-    rng = np.random.default_rng(ctx.seed)
-    grid = [
-        {k: _plain(v[rng.integers(len(v))]) for k, v in sorted(space.items())}
-        for _ in range(trials)
-    ]
-
-    def make(p):
-        return XGBClassifier(
-            **p, n_jobs=1, tree_method="hist", random_state=ctx.seed, eval_metric="logloss"
-        )
-
-    model, params, val = select_by_validation(make, grid, X_train, y_train, ctx.seed, ctx.n_classes)
-    return Fit(proba_full(model, X_test, ctx.n_classes), params, val)
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
+def _plain(params: dict) -> dict:
+    return {k: v.item() if hasattr(v, "item") else v for k, v in params.items()}
 
 
 METHODS: dict[str, Method] = {
@@ -207,25 +265,35 @@ METHODS: dict[str, Method] = {
     for m in (
         Method("logreg_l2", "hidden", _logistic_fit("l2")),
         Method("logreg_l1", "hidden", _logistic_fit("l1")),
-        Method("pca", "hidden", _grid_fit("pca", _make_pca)),
-        Method("knn", "hidden", _grid_fit("knn", _make_knn)),
+        Method("pca", "hidden", fit_pca),
+        Method("knn", "hidden", fit_knn),
         Method("xgboost", "hidden", fit_xgboost),
-        Method("mlp", "hidden", _grid_fit("mlp", _make_mlp)),
-        Method("tree", "hidden", _grid_fit("tree", _make_tree)),
-        Method("tfidf", "text", _grid_fit("tfidf", _make_tfidf)),
+        Method("mlp", "hidden", fit_mlp),
+        Method("tree", "hidden", _product_fit("tree", _make_tree)),
+        Method("tfidf", "text", _product_fit("tfidf", _make_tfidf)),
         Method("sae_l1", "sae", _logistic_fit("l1")),
     )
 }
-# The registry implements exactly the names params may use (sae_topk expands to sae_top<k>).
-assert set(METHODS) | {"sae_topk"} == set(
+# The registry implements exactly the names params may use (sae_topk and sae_topk_bin
+# expand to sae_top<k> and sae_top<k>_bin).
+assert set(METHODS) | {"sae_topk", "sae_topk_bin"} == set(
     config.HIDDEN_METHODS + config.TEXT_METHODS + config.SAE_METHODS
 )
 
 
+def top_k_of(method: str) -> tuple[int, bool] | None:
+    """(k, binarized) of a `sae_top<k>` or `sae_top<k>_bin` method name, else None."""
+    if not method.startswith("sae_top"):
+        return None
+    binarize = method.endswith("_bin")
+    return int(method.removeprefix("sae_top").removesuffix("_bin")), binarize
+
+
 def fit_method(method: str, X_train, y_train, X_test, ctx: FitContext) -> Fit:
-    """Fit one method; `sae_top<k>` is the top-k latent probe with that k."""
-    if method.startswith("sae_top"):
-        return fit_top_k(int(method.removeprefix("sae_top")), X_train, y_train, X_test, ctx)
+    """Fit one method; `sae_top<k>[_bin]` is the top-k latent probe with that k."""
+    top_k = top_k_of(method)
+    if top_k is not None:
+        return fit_top_k(*top_k, X_train, y_train, X_test, ctx)
     if method not in METHODS:
         raise ConfigError(
             f"params: unknown probe method '{method}'{config.suggest(method, METHODS)}"

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import polars as pl
 
+from saeprobe.config import ProbeReportConfig
 from saeprobe.io import atomic_outputs, json_text
 from saeprobe.probes.summary import (
     binarized_bars,
     layer_curve,
     level_curve,
+    pooling_bars,
     sae_k_curve,
     summarize,
 )
@@ -26,6 +28,7 @@ def plot_tables(results: pl.DataFrame) -> dict[str, pl.DataFrame]:
         "layers": layer_curve(results),
         "sae_k": sae_k_curve(results),
         "binarized": binarized_bars(results),
+        "pooling": pooling_bars(results),
     }
 
 
@@ -37,10 +40,11 @@ def write_probe_report(
     plots_dir: Path,
     n_boot: int,
     seed: int,
+    cfg: ProbeReportConfig,
 ) -> dict:
     """Concatenate the data sets' probe tables and write every report output together."""
     results = pl.concat([pl.read_parquet(path) for path in probe_files])
-    metrics = summarize(results, n_boot, seed)
+    metrics = summarize(results, n_boot, seed, cfg)
     tables = plot_tables(results)
     with atomic_outputs(results_path, metrics_path, plots_dir) as (table, summary, plots):
         results.write_parquet(table)

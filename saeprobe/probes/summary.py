@@ -7,6 +7,8 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from saeprobe.config import ProbeReportConfig
+
 SAE_PREFIX = "sae"
 
 
@@ -22,15 +24,36 @@ def bootstrap_ci(values: np.ndarray, n_boot: int, seed: int) -> list[float | Non
 
 
 def with_labels(results: pl.DataFrame) -> pl.DataFrame:
-    """Only fitted rows, with `probe` = L<layer>/<representation>/<method> and `is_sae`."""
+    """Only fitted rows, with `probe` = L<layer>/<representation>/<method> (the
+    representation marked @<pooling> on the pooling comparison's rows) and `is_sae`."""
     ok = results.filter(pl.col("status") == "ok")
+    representation = (
+        pl.when(pl.col("pooling_comparison").fill_null(False))
+        .then(pl.col("representation") + pl.lit("@") + pl.col("pooling"))
+        .otherwise(pl.col("representation"))
+    )
     return ok.with_columns(
         pl.when(pl.col("layer") >= 0)
         .then(pl.lit("L") + pl.col("layer").cast(pl.String) + pl.lit("/"))
         .otherwise(pl.lit(""))
-        .add(pl.col("representation") + pl.lit("/") + pl.col("method"))
+        .add(representation + pl.lit("/") + pl.col("method"))
         .alias("probe"),
         pl.col("representation").str.starts_with(SAE_PREFIX).alias("is_sae"),
+    )
+
+
+def paper_probes(rows: pl.DataFrame, cfg: ProbeReportConfig) -> pl.DataFrame:
+    """The sparse-probing paper's candidates: one layer, its baselines on hidden states and
+    the top-k SAE probes with its k, at the main pooling."""
+    top_k = [f"sae_top{k}" for k in cfg.quiver_sae_k]
+    saes = [f"{SAE_PREFIX}_{name}" for name in cfg.quiver_saes]
+    return rows.filter(
+        (pl.col("layer") == cfg.quiver_layer)
+        & ~pl.col("pooling_comparison").fill_null(False)
+        & (
+            ((pl.col("representation") == "hidden") & pl.col("method").is_in(cfg.quiver_baselines))
+            | (pl.col("representation").is_in(saes) & pl.col("method").is_in(top_k))
+        )
     )
 
 
@@ -52,7 +75,8 @@ def best_probe(rows: pl.DataFrame) -> dict | None:
 
 
 def compare_best(rows: pl.DataFrame, n_boot: int, seed: int) -> dict:
-    """Best baseline and best SAE probe of one data set, and a paired t-test over seeds."""
+    """Best baseline and best SAE probe of one data set at one level, and a paired t-test
+    over seeds."""
     out: dict = {}
     per_seed = {}
     for kind, part in (
@@ -85,14 +109,15 @@ def compare_best(rows: pl.DataFrame, n_boot: int, seed: int) -> dict:
 
 
 def quiver(rows: pl.DataFrame) -> dict:
-    """Per data set and seed, pick the probe with the best validation AUC among baselines
-    only, and among baselines plus SAE probes; how often an SAE probe is picked, and the
-    mean test AUC of both quivers."""
+    """The paper's quiver of arrows (its `arrow_quiver_normal` and `quiver_arrows_*`): per
+    data set and seed of one level, pick the probe with the best validation AUC among the
+    baselines only, and among baselines plus SAE probes (an SAE probe wins a tie, as the
+    paper sorts them first); how often an SAE probe is picked, and both quivers' mean test
+    AUC."""
     picks = []
-    for (_dataset, _seed), part in rows.group_by(["test_dataset", "seed"], maintain_order=True):
-        # Ties in validation AUC go to the first probe by name, never to row order.
+    for _key, part in rows.group_by(["test_dataset", "seed"], maintain_order=True):
         part = part.filter(pl.col("val_auc").is_not_null() & pl.col("val_auc").is_not_nan())
-        part = part.sort(["val_auc", "probe"], descending=[True, False])
+        part = part.sort(["val_auc", "is_sae", "probe"], descending=[True, True, False])
         base = part.filter(~pl.col("is_sae"))
         if base.is_empty():
             continue
@@ -110,13 +135,10 @@ def quiver(rows: pl.DataFrame) -> dict:
     }
 
 
-def regime_metrics(rows: pl.DataFrame, n_boot: int, seed: int) -> dict:
-    means = rows.group_by("probe").agg(pl.col("roc_auc").mean()).sort("probe")
-    out = {
-        "mean_auc": {p: round(float(v), 4) for p, v in means.iter_rows() if v is not None},
-        "fits": rows.height,
-        "datasets": {},
-    }
+def comparison(rows: pl.DataFrame, n_boot: int, seed: int) -> dict:
+    """Best baseline against best SAE probe per data set, their means, and the quiver, for
+    the rows of one level."""
+    out: dict = {"datasets": {}}
     for (dataset,), part in sorted(rows.group_by(["test_dataset"]), key=lambda g: g[0]):
         out["datasets"][dataset] = compare_best(part, n_boot, seed)
     for kind in ("baseline", "sae"):
@@ -130,11 +152,92 @@ def regime_metrics(rows: pl.DataFrame, n_boot: int, seed: int) -> dict:
     return out
 
 
-def summarize(results: pl.DataFrame, n_boot: int, seed: int) -> dict[str, dict]:
+MEAN_KEYS = ("best_baseline_mean_auc", "best_sae_mean_auc")
+QUIVER_KEYS = ("sae_picked_share", "baselines_auc", "with_sae_auc")
+
+
+def mean_over_levels(levels: list[dict]) -> dict:
+    """The per-level figures averaged over the levels where they exist."""
+
+    def mean(values: list) -> float | None:
+        values = [v for v in values if v is not None]
+        return float(np.mean(values)) if values else None
+
+    out: dict = {key: mean([lv.get(key) for lv in levels]) for key in MEAN_KEYS}
+    out["quiver"] = {key: mean([lv["quiver"].get(key) for lv in levels]) for key in QUIVER_KEYS}
+    return out
+
+
+def level_key(level: float | None) -> str:
+    return "default" if level is None else f"{level:g}"
+
+
+def regime_metrics(rows: pl.DataFrame, n_boot: int, seed: int, cfg: ProbeReportConfig) -> dict:
+    """Per level: the paper's comparison (its candidate probes) and ours over every probe;
+    then both averaged over the levels. Levels are never mixed: a validation AUC at two
+    training examples says nothing next to one at 256."""
+    means = rows.group_by("probe").agg(pl.col("roc_auc").mean()).sort("probe")
+    out: dict = {
+        "mean_auc": {p: round(float(v), 4) for p, v in means.iter_rows() if v is not None},
+        "fits": rows.height,
+        "levels": {},
+    }
+    paper_rows = paper_probes(rows, cfg)
+    by_level = sorted(rows.group_by(["level"]), key=lambda g: (g[0][0] is not None, g[0][0]))
+    for (level,), part in by_level:
+        paper = paper_rows.filter(
+            pl.col("level").is_null() if level is None else pl.col("level") == level
+        )
+        out["levels"][level_key(level)] = {
+            "paper": comparison(paper, n_boot, seed),
+            "all_probes": comparison(part, n_boot, seed),
+        }
+    levels = list(out["levels"].values())
+    out["mean_over_levels"] = {
+        name: mean_over_levels([lv[name] for lv in levels]) for name in ("paper", "all_probes")
+    }
+    return out
+
+
+def pooling_comparison(rows: pl.DataFrame) -> dict:
+    """Normal regime: mean test AUC of each compared probe at each pooling (MOSAIC's
+    pooling comparison); the main pooling's rows are those not marked as comparisons."""
+    compared = rows.filter(pl.col("pooling_comparison").fill_null(False))
+    if compared.is_empty():
+        return {}
+    keys = compared.select("layer", "representation", "method").unique()
+    part = rows.join(keys, on=["layer", "representation", "method"])
+    table = (
+        part.with_columns(
+            (
+                pl.lit("L")
+                + pl.col("layer").cast(pl.String)
+                + "/"
+                + pl.col("representation")
+                + "/"
+                + pl.col("method")
+            ).alias("series")
+        )
+        .group_by(["series", "pooling"])
+        .agg(pl.col("roc_auc").mean())
+        .sort(["series", "pooling"])
+    )
+    out: dict = {}
+    for series, pooling, value in table.iter_rows():
+        out.setdefault(series, {})[pooling] = round(float(value), 4)
+    return out
+
+
+def summarize(
+    results: pl.DataFrame, n_boot: int, seed: int, cfg: ProbeReportConfig | None = None
+) -> dict[str, dict]:
+    cfg = cfg or ProbeReportConfig()
     labelled = with_labels(results)
     metrics = {}
     for (regime,), rows in labelled.group_by(["regime"]):
-        metrics[regime] = regime_metrics(rows, n_boot, seed)
+        metrics[regime] = regime_metrics(rows, n_boot, seed, cfg)
+        if regime == "normal":
+            metrics[regime]["pooling"] = pooling_comparison(rows)
     skipped = results.filter(pl.col("status") != "ok")
     for regime in metrics:
         part = skipped.filter(pl.col("regime") == regime)
@@ -155,7 +258,11 @@ def level_curve(results: pl.DataFrame, regime: str) -> pl.DataFrame:
 
 
 def layer_curve(results: pl.DataFrame) -> pl.DataFrame:
-    rows = with_labels(results).filter((pl.col("regime") == "normal") & (pl.col("layer") >= 0))
+    rows = with_labels(results).filter(
+        (pl.col("regime") == "normal")
+        & (pl.col("layer") >= 0)
+        & ~pl.col("pooling_comparison").fill_null(False)
+    )
     return (
         rows.with_columns((pl.col("representation") + "/" + pl.col("method")).alias("series"))
         .group_by(["series", "layer"])
@@ -166,14 +273,25 @@ def layer_curve(results: pl.DataFrame) -> pl.DataFrame:
 
 def sae_k_curve(results: pl.DataFrame) -> pl.DataFrame:
     rows = with_labels(results).filter(
-        (pl.col("regime") == "normal") & pl.col("method").str.starts_with("sae_top")
+        (pl.col("regime") == "normal")
+        & pl.col("method").str.starts_with("sae_top")
+        & ~pl.col("pooling_comparison").fill_null(False)
     )
+    binarized = pl.col("method").str.ends_with("_bin")
     return (
         rows.with_columns(
-            pl.col("method").str.strip_prefix("sae_top").cast(pl.Int64).alias("k"),
-            (pl.lit("L") + pl.col("layer").cast(pl.String) + "/" + pl.col("representation")).alias(
-                "series"
-            ),
+            pl.col("method")
+            .str.strip_prefix("sae_top")
+            .str.strip_suffix("_bin")
+            .cast(pl.Int64)
+            .alias("k"),
+            (
+                pl.lit("L")
+                + pl.col("layer").cast(pl.String)
+                + "/"
+                + pl.col("representation")
+                + pl.when(binarized).then(pl.lit("/binarized")).otherwise(pl.lit(""))
+            ).alias("series"),
         )
         .group_by(["series", "k"])
         .agg(pl.col("roc_auc").mean())
@@ -182,13 +300,15 @@ def sae_k_curve(results: pl.DataFrame) -> pl.DataFrame:
 
 
 def binarized_bars(results: pl.DataFrame) -> pl.DataFrame:
-    """Best top-k SAE probe per data set, continuous against binarized features."""
+    """Best top-k SAE probe per data set, continuous against binarized kept latents."""
     rows = with_labels(results).filter(
-        (pl.col("regime") == "normal") & pl.col("representation").str.starts_with(SAE_PREFIX)
+        (pl.col("regime") == "normal")
+        & pl.col("method").str.starts_with("sae_top")
+        & ~pl.col("pooling_comparison").fill_null(False)
     )
     return (
         rows.with_columns(
-            pl.when(pl.col("representation").str.ends_with("_bin"))
+            pl.when(pl.col("method").str.ends_with("_bin"))
             .then(pl.lit("binarized"))
             .otherwise(pl.lit("continuous"))
             .alias("features")
@@ -199,4 +319,18 @@ def binarized_bars(results: pl.DataFrame) -> pl.DataFrame:
         .agg(pl.col("roc_auc").max())
         .with_columns((pl.col("test_dataset") + "/" + pl.col("features")).alias("setting"))
         .sort("setting")
+    )
+
+
+def pooling_bars(results: pl.DataFrame) -> pl.DataFrame:
+    """Normal regime, the pooling comparison as bars: one per compared probe and pooling."""
+    rows = with_labels(results).filter(pl.col("regime") == "normal")
+    table = pooling_comparison(rows)
+    return pl.DataFrame(
+        [
+            {"setting": f"{series}@{pooling}", "roc_auc": value}
+            for series, values in table.items()
+            for pooling, value in values.items()
+        ],
+        schema={"setting": pl.String, "roc_auc": pl.Float64},
     )

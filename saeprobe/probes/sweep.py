@@ -30,6 +30,8 @@ RESULT_SCHEMA = {
     "test_dataset": pl.String,
     "layer": pl.Int64,
     "representation": pl.String,
+    "pooling": pl.String,
+    "pooling_comparison": pl.Boolean,
     "method": pl.String,
     "regime": pl.String,
     "level": pl.Float64,
@@ -52,11 +54,14 @@ class FitFailed(RuntimeError):
 
 @dataclass
 class Representation:
-    """One input to the probes: `layer` is -1 for raw text."""
+    """One input to the probes: `layer` is -1 for raw text. A `comparison` input is a pooling
+    beside the main one, probed in the normal regime only (MOSAIC's pooling comparison)."""
 
     layer: int
-    name: str  # hidden, sae_<variant>, sae_<variant>_bin or text
+    name: str  # hidden, sae_<variant> or text
     X: np.ndarray | sp.csr_matrix
+    pooling: str = ""
+    comparison: bool = False
 
     @property
     def kind(self) -> str:
@@ -80,6 +85,8 @@ class Setting:
             "test_dataset": self.dataset,
             "layer": rep.layer if rep else None,
             "representation": rep.name if rep else "",
+            "pooling": rep.pooling if rep else "",
+            "pooling_comparison": rep.comparison if rep else False,
             "method": method,
             "regime": self.regime,
             "level": self.level,
@@ -97,18 +104,38 @@ class ProbeJob:
     sample: Sample
 
 
-def methods_for(rep: Representation, cfg: ProbeConfig, allowed: list[str] | None) -> list[str]:
+def methods_for(
+    rep: Representation, cfg: ProbeConfig, regime: str, rcfg: RegimeConfig
+) -> list[str]:
+    """The methods one representation gets in one regime. The top-k probes take the
+    regime's k (the paper: every k in the normal regime, 16 and 128 elsewhere); binarized
+    top-k probes and the pooling comparison run in the normal regime only, as in the
+    papers."""
+    if rep.comparison and regime != "normal":
+        return []
     if rep.kind == "sae":
         names = []
         for m in cfg.sae_methods:
-            names += [f"sae_top{k}" for k in cfg.sae_k] if m == "sae_topk" else [m]
+            if m == "sae_topk":
+                names += [f"sae_top{k}" for k in rcfg.sae_k or cfg.sae_k]
+            elif m == "sae_topk_bin":
+                if regime == "normal":
+                    names += [f"sae_top{k}_bin" for k in rcfg.sae_k or cfg.sae_k]
+            else:
+                names.append(m)
     else:
         names = [m for m in cfg.baselines if METHODS[m].kind == rep.kind]
+    allowed = cfg.compare_methods if rep.comparison else rcfg.methods
     if allowed is not None:
-        names = [
-            m for m in names if m in allowed or (m.startswith("sae_top") and "sae_topk" in allowed)
-        ]
+        names = [m for m in names if m in allowed or _family(m) in allowed]
     return names
+
+
+def _family(method: str) -> str:
+    """sae_top<k> belongs to sae_topk, sae_top<k>_bin to sae_topk_bin."""
+    if not method.startswith("sae_top"):
+        return method
+    return "sae_topk_bin" if method.endswith("_bin") else "sae_topk"
 
 
 def levels_of(regime: str, cfg: RegimeConfig) -> list[float | None]:
@@ -149,7 +176,7 @@ def plan(
                 for rep in reps:
                     if rcfg.layers is not None and rep.layer >= 0 and rep.layer not in rcfg.layers:
                         continue
-                    methods = methods_for(rep, cfg, rcfg.methods)
+                    methods = methods_for(rep, cfg, regime, rcfg)
                     if methods:
                         jobs.append(ProbeJob(setting, rep, methods, drawn))
     return jobs, skipped

@@ -1,6 +1,7 @@
-"""Hyper-parameter selection as the sparse-probing paper does it: leave-2-out when n <= 12,
-stratified 6-fold when n < 128, one holdout of min(20%, 100) examples above; score by
-validation ROC-AUC; refit the best setting on all training data."""
+"""Hyper-parameter selection as the sparse-probing paper does it (`sae_probes.utils_training`
+`get_cv` and `get_splits`): leave-2-out when n <= 12, stratified 6-fold when n < 128, one
+holdout of min(20%, 100) examples above; score by validation ROC-AUC; refit the best setting
+on all training data."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def proba_full(model, X, n_classes: int) -> np.ndarray:
     return out
 
 
-def logistic(C: float, penalty: str, seed: int, n_classes: int, warm: bool = False):
+def logistic(C: float, penalty: str, seed: int, n_classes: int):
     # liblinear solves the L1 problem two orders of magnitude faster than saga here.
     solver = "liblinear" if penalty == "l1" else "lbfgs"
     model = LogisticRegression(
@@ -66,7 +67,6 @@ def logistic(C: float, penalty: str, seed: int, n_classes: int, warm: bool = Fal
         solver=solver,
         max_iter=1000,
         random_state=seed,
-        warm_start=warm and solver == "lbfgs",
     )
     return OneVsRestClassifier(model) if n_classes > 2 else model
 
@@ -79,50 +79,61 @@ def fit_quietly(model, X, y):
 
 
 def select_logistic(X, y, Cs: Sequence[float], penalty: str, seed: int, n_classes: int):
-    """Best C by validation AUC, then refit. Within a fold, C runs from strong to weak
-    regularization and each fit starts from the previous solution (warm start)."""
+    """`find_best_reg`: best C by validation AUC, then refit. Ties go to the largest C, as
+    the reference's descending grid resolves them. Every fit starts cold, as the
+    reference's do: lbfgs often stops short of the optimum on unscaled activations, and a
+    warm start would stop somewhere else."""
     splits = validation_splits(y, seed) if len(y) > 3 else []
     Cs = sorted(Cs)
     if not splits:  # too few examples to validate: the default C, scored on training data
         model = fit_quietly(logistic(1.0, penalty, seed, n_classes), X, y)
         return model, {"C": 1.0}, auc(y, proba_full(model, X, n_classes))
-    warm = n_classes == 2 and penalty == "l2"
     scores = np.zeros((len(splits), len(Cs)))
-    starts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for i, (tr, va) in enumerate(splits):
-        model = logistic(Cs[0], penalty, seed, n_classes, warm=warm)
         for j, C in enumerate(Cs):
-            if n_classes == 2:
-                model.set_params(C=C)
-            else:
-                model.set_params(estimator__C=C)
-            fit_quietly(model, X[tr], y[tr])
+            model = fit_quietly(logistic(C, penalty, seed, n_classes), X[tr], y[tr])
             scores[i, j] = auc(y[va], proba_full(model, X[va], n_classes))
-            if warm:
-                starts[j] = (model.coef_.copy(), model.intercept_.copy())
     mean = np.nanmean(scores, axis=0) if np.isfinite(scores).any() else np.zeros(len(Cs))
-    best = int(np.nanargmax(mean)) if np.isfinite(mean).any() else 0
-    model = logistic(Cs[best], penalty, seed, n_classes, warm=warm)
-    if warm:  # the refit on all data starts from the last fold's solution at that C
-        model.coef_, model.intercept_ = starts[best]
-    return fit_quietly(model, X, y), {"C": float(Cs[best])}, float(mean[best])
+    best = last_argmax(mean)
+    model = logistic(Cs[best], penalty, seed, n_classes)
+    # The reference refits on the training set shuffled by the seed; an unconverged fit
+    # depends on the row order, so the same order gives the same probe.
+    order = np.random.RandomState(seed).permutation(len(y))
+    return fit_quietly(model, X[order], y[order]), {"C": float(Cs[best])}, float(mean[best])
+
+
+def last_argmax(values: np.ndarray) -> int:
+    """The last index of the largest finite value (0 if none is finite)."""
+    values = np.where(np.isfinite(values), values, -np.inf)
+    return int(len(values) - 1 - np.argmax(values[::-1]))
 
 
 def select_by_validation(
-    make: Callable[[dict], object], grid: Sequence[dict], X, y, seed: int, n_classes: int
+    make: Callable[[dict], object],
+    grid: Sequence[dict],
+    X,
+    y,
+    seed: int,
+    n_classes: int,
+    view: Callable[[dict, object], object] = lambda params, X: X,
 ):
-    """Best of `grid` (estimator parameters) by mean validation AUC, refit on all data."""
+    """Best of `grid` by mean validation AUC (the first of equals, as the reference's strict
+    comparison keeps it), refit on all data. `make` builds the estimator of a grid point and
+    `view` the features it reads (PCA's leading components). Even a one-point grid is
+    validated: its validation AUC is what the quiver compares."""
     splits = validation_splits(y, seed) if len(y) > 3 else []
-    if not splits or len(grid) == 1:
-        model = fit_quietly(make(grid[0]), X, y)
-        return model, dict(grid[0]), auc(y, proba_full(model, X, n_classes))
+    if not splits:  # too few examples to validate: scored on the training data
+        params = grid[0]
+        model = fit_quietly(make(params), view(params, X), y)
+        return model, dict(params), auc(y, proba_full(model, view(params, X), n_classes))
     means = []
     for params in grid:
+        Xp = view(params, X)
         fold = []
         for tr, va in splits:
-            model = fit_quietly(clone(make(params)), X[tr], y[tr])
-            fold.append(auc(y[va], proba_full(model, X[va], n_classes)))
+            model = fit_quietly(clone(make(params)), Xp[tr], y[tr])
+            fold.append(auc(y[va], proba_full(model, Xp[va], n_classes)))
         means.append(np.nanmean(fold) if np.isfinite(fold).any() else -np.inf)
     best = int(np.argmax(means))
-    model = fit_quietly(make(grid[best]), X, y)
+    model = fit_quietly(make(grid[best]), view(grid[best], X), y)
     return model, dict(grid[best]), float(means[best])
