@@ -114,3 +114,26 @@ def test_a_non_topk_sae_architecture_is_refused_since_every_sae_is_fine_tuned():
     params["sae"]["architecture"] = "relu"
     with pytest.raises(ConfigError, match="'sae.architecture' is 'relu'; .* needs topk"):
         config.validate_all(params)
+
+
+def test_the_readmes_selfreg_preset_is_valid_params():
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- selfreg-preset -->")[1].split("```")[1]
+    settings = re.findall(r"-S (\S+)=(\S+)", block)
+    assert len(settings) == 7
+    params = config.load_params(ROOT / "params.yaml")
+    for key, value in settings:
+        section, field = key.split(".")
+        params[section][field] = yaml.safe_load(value)
+    config.validate_all(params)
+    cfg = config.sae_train_config(params)
+    assert (cfg.tied, cfg.expansion, cfg.k, cfg.k_start, cfg.aux_k, cfg.loss) == (
+        True,
+        16,
+        20,
+        200,
+        0,
+        "per_token",
+    )

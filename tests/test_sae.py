@@ -126,45 +126,72 @@ def test_divergence_stops_with_step_and_learning_rate():
         train_sae(sae, itertools.repeat(x), cfg, progress=False)
 
 
-def test_finetuning_lowers_the_task_loss_and_keeps_dead_latents_fixed():
-    torch.manual_seed(0)
-    x, _ = synthetic(n=4096, d=32, atoms=64)
-    cfg = SAETrainConfig(
-        expansion=4, k=4, batch_size=256, train_tokens=256 * 200, lr=4e-3, aux_k=0, normalize=False
-    )
-    sae = new_sae(cfg, 32, x[:2048].numpy(), layer=0, model="synthetic")
-    train_sae(sae, batches_of(x, 256), cfg, progress=False)
-    task, _ = synthetic(n=2048, d=32, atoms=64, active=3, seed=7)  # other directions
-    dead = task_dead_latents(sae, task.split(512))
-    assert dead.any() and not dead.all()
-    ft = FinetuneConfig(lr=1e-3, epochs=3, batch_size=256)
-    before = finetune_loss(sae, task, dead, ft.dead_weight)[0].item()
-    enc_dead_before = sae.W_enc[:, dead].detach().clone()
-    result = finetune_sae(sae, lambda: task.split(256), dead, ft, progress=False)
-    after = finetune_loss(sae, task, dead, ft.dead_weight)[0].item()
-    assert after < before
-    # The dead latents learn to reconstruct what the live ones miss.
-    assert result["history"][-1]["dead_loss"] < result["history"][0]["dead_loss"]
-    assert not torch.equal(sae.W_enc[:, dead], enc_dead_before)
+def two_latent_sae() -> torch.nn.Module:
+    """Latent 0 reads and writes e0; latent 1 writes e1 but its pre-activation is
+    -x[1] - 0.1, negative on every token whose x[1] >= 0."""
+    sae = build_sae(SAEConfig(d_in=4, d_sae=2, architecture="topk", k=1))
+    with torch.no_grad():
+        sae.W_enc.zero_()
+        sae.W_enc[0, 0] = 1.0
+        sae.W_enc[1, 1] = -1.0
+        sae.b_enc.copy_(torch.tensor([0.0, -0.1]))
+        sae.b_dec.zero_()
+        sae.W_dec.copy_(torch.eye(2, 4))
+    return sae
 
 
-def test_a_task_on_which_every_latent_fires_is_fine_tuned_on_the_live_loss():
+def two_direction_task(n=512, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(n, 4)
+    x[:, 0] = torch.rand(n, generator=g) + 0.5
+    x[:, 1] = torch.rand(n, generator=g) + 0.5
+    return x
+
+
+def test_dead_means_never_positive_before_the_relu():
+    sae = two_latent_sae()
+    x = two_direction_task()
+    assert task_dead_latents(sae, x.split(100)).tolist() == [False, True]
+    x[3, 1] = -0.5  # one token where latent 1's pre-activation is 0.4
+    assert task_dead_latents(sae, x.split(100)).tolist() == [False, False]
+
+
+def test_a_latent_negative_on_every_task_token_learns_through_its_raw_pre_activation():
+    sae = two_latent_sae()
+    x = two_direction_task()
+    dead = task_dead_latents(sae, [x])
+    loss, _ = finetune_loss(sae, x, dead, dead_weight=1.0)
+    loss.backward()
+    assert sae.W_enc.grad[1, 1] != 0  # a ReLU on the dead branch would pass no gradient
+    sae.zero_grad()
+    ft = FinetuneConfig(lr=3e-2, epochs=4, batch_size=64, dead_weight=1.0)
+    result = finetune_sae(sae, lambda: x.split(64), lambda: x.split(256), ft, progress=False)
+    # Dead before the first epoch; fires (so no longer dead) once the dead branch has
+    # learned that e1 is what the live latent misses.
+    assert result["history"][0]["dead_latents"] == 1
+    assert result["dead_latents_after"] == 0
+    assert (sae.pre_acts(x)[:, 1] > 0).any()
+
+
+def test_a_task_on_which_no_latent_is_dead_is_fine_tuned_on_the_live_loss():
     torch.manual_seed(0)
     x, _ = synthetic(n=2048, d=16, atoms=16)
     cfg = SAETrainConfig(expansion=1, k=8, batch_size=256, train_tokens=256 * 50, aux_k=0)
     sae = new_sae(cfg, 16, x[:1024].numpy(), layer=0, model="synthetic")
-    dead = torch.zeros(16, dtype=torch.bool)
+    with torch.no_grad():
+        sae.b_enc.add_(100.0)  # every pre-activation is positive on some token
     ft = FinetuneConfig(lr=1e-3, epochs=2, batch_size=256)
+    dead = torch.zeros(16, dtype=torch.bool)
     before = finetune_loss(sae, x, dead, ft.dead_weight)[0].item()
-    result = finetune_sae(sae, lambda: x.split(256), dead, ft, progress=False)
-    assert result["dead_latents"] == 0
+    result = finetune_sae(sae, lambda: x.split(256), lambda: x.split(1024), ft, progress=False)
+    assert result["dead_latents"] == 0 and result["dead_latents_after"] == 0
     assert finetune_loss(sae, x, dead, ft.dead_weight)[0].item() < before
 
 
 def test_finetune_needs_a_topk_sae():
     sae = build_sae(SAEConfig(d_in=8, d_sae=16, architecture="relu"))
     with pytest.raises(ConfigError, match="needs a TopK SAE"):
-        finetune_sae(sae, lambda: [], torch.ones(16, dtype=torch.bool), FinetuneConfig(), False)
+        finetune_sae(sae, lambda: [], lambda: [], FinetuneConfig(), False)
 
 
 def test_nan_activations_in_the_store_are_reported(tmp_path):
@@ -191,3 +218,16 @@ def test_decoder_gradient_keeps_no_component_along_its_rows():
     sae.W_dec.grad = torch.randn(16, 8)
     sae.remove_parallel_decoder_grad()
     torch.testing.assert_close((sae.W_dec.grad * sae.W_dec).sum(1), torch.zeros(16))
+
+
+def test_the_per_token_loss_weighs_each_token_by_its_own_norm():
+    torch.manual_seed(0)
+    x, _ = synthetic(n=256, d=16, atoms=32)
+    x[:128] *= 10.0  # loud tokens dominate the batch FVU, not the per-token loss
+    cfg = SAETrainConfig(expansion=2, k=4, aux_k=0, normalize=False, loss="per_token")
+    sae = new_sae(cfg, 16, x.numpy(), layer=0, model="synthetic")
+    loss, figures = sae.loss(x)
+    x_hat = sae.decode(sae.encode(x))
+    expected = ((x - x_hat).pow(2).sum(1) / x.pow(2).sum(1)).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
+    assert figures["fvu"] != pytest.approx(loss.item(), rel=1e-2)

@@ -117,6 +117,13 @@ def normalized_mse(x: Tensor, x_hat: Tensor) -> Tensor:
     return (x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
 
 
+def per_token_nmse(target: Tensor, x_hat: Tensor) -> Tensor:
+    """Each token's squared error over its squared norm, averaged: the self-regularization
+    code's `normalized_l2`."""
+    err = (target - x_hat).pow(2).sum(-1)
+    return (err / target.pow(2).sum(-1).clamp_min(1e-12)).mean()
+
+
 def masked_topk(pre: Tensor, keep: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """The k largest pre-activations among the latents in `keep` (bool, d_sae), through a
     ReLU; rows hold zeros where fewer than k latents are kept."""

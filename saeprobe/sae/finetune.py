@@ -1,11 +1,18 @@
-"""Task fine-tuning (the self-regularization paper): teach the latents that never fire on the
+"""Task fine-tuning as the self-regularization paper's code does it (`finetune_SAE.py`:
+`identify_dead_neurons`, `TopKSAE.compute_finetune`): teach the latents that are dead on the
 task to capture what the live latents miss, without disturbing the live reconstruction.
 
-    loss = NMSE(x, x_hat) + w * NMSE(r, topk_dead(x) @ W_dec)
-    x_hat = decode(topk_live(x)),  r = (x - x_hat).detach()
+    dead  = latents whose pre-activation is never > 0 on the task's training tokens,
+            recomputed at the start of every epoch
+    x_hat = decode(topk over live latents(x))
+    loss  = nmse(x, x_hat) + w * nmse(r, topk_raw over dead latents(x) @ W_dec)
+    r     = (x - x_hat).detach(),   nmse(t, y) = mean over tokens of |t - y|^2 / |t|^2
 
-A task on which every latent fires is an ordinary outcome: the dead term is then empty, the
-live term alone is trained, and the report records zero dead latents.
+The dead branch uses the dead latents' raw pre-activations, not their ReLU: by the
+definition they are all <= 0, so a ReLU would pass no gradient and nothing would learn. (The
+reference also adds b_dec to the dead branch's output; the residual has no bias left to
+model, so it is left out here.) A task on which no latent is dead is an ordinary outcome:
+the dead term is then empty and the live term alone is trained.
 """
 
 from __future__ import annotations
@@ -19,19 +26,35 @@ from tqdm import tqdm
 
 from saeprobe.config import FinetuneConfig
 from saeprobe.errors import ConfigError
-from saeprobe.sae.base import masked_topk, normalized_mse, sparse_decode
+from saeprobe.sae.base import masked_topk, per_token_nmse, sparse_decode
 from saeprobe.sae.topk import TopKSAE
 from saeprobe.sae.train import check_finite, optimizer_step
 
 
 @torch.no_grad()
 def task_dead_latents(sae: TopKSAE, batches: Iterable[Tensor]) -> Tensor:
-    """Latents that never fire on any token of the task: (d_sae,) bool."""
+    """The paper's dead latents: pre-activation never > 0 on any token. (d_sae,) bool."""
+    fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
+    for x in batches:
+        fired |= (sae.pre_acts(x) > 0).any(0)
+    return ~fired
+
+
+@torch.no_grad()
+def latents_in_code(sae: TopKSAE, batches: Iterable[Tensor]) -> Tensor:
+    """Latents that enter the SAE's code (top-k and > 0) on some token. (d_sae,) bool."""
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
     for x in batches:
         values, indices = sae.topk(sae.pre_acts(x))
         fired[indices[values > 0]] = True
-    return ~fired
+    return fired
+
+
+def raw_topk(pre: Tensor, keep: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The k largest pre-activations among the latents in `keep`, as they are (no ReLU)."""
+    k = min(k, int(keep.sum()))
+    _, indices = pre.masked_fill(~keep, float("-inf")).topk(k, dim=-1, sorted=False)
+    return pre.gather(-1, indices), indices
 
 
 def finetune_loss(sae: TopKSAE, x: Tensor, dead: Tensor, dead_weight: float):
@@ -39,32 +62,38 @@ def finetune_loss(sae: TopKSAE, x: Tensor, dead: Tensor, dead_weight: float):
     pre = sae.pre_acts(x)
     values, indices = masked_topk(pre, ~dead, sae.cfg.k)
     x_hat = sparse_decode(indices, values, sae.decoder) + sae.b_dec
-    live = normalized_mse(xs, x_hat)
+    live = per_token_nmse(xs, x_hat)
     if not dead.any():
-        return live, {"fvu_live": live.item(), "dead": 0.0}
+        return live, {"live": live.item(), "dead": 0.0}
     residual = (xs - x_hat).detach()
-    d_values, d_indices = masked_topk(pre, dead, sae.cfg.k)
-    dead_loss = normalized_mse(residual, sparse_decode(d_indices, d_values, sae.decoder))
-    return live + dead_weight * dead_loss, {"fvu_live": live.item(), "dead": dead_loss.item()}
+    d_values, d_indices = raw_topk(pre, dead, sae.cfg.k)
+    dead_loss = per_token_nmse(residual, sparse_decode(d_indices, d_values, sae.decoder))
+    return live + dead_weight * dead_loss, {"live": live.item(), "dead": dead_loss.item()}
 
 
 def finetune_sae(
     sae: TopKSAE,
     epoch_batches: Callable[[], Iterator[Tensor]],
-    dead: Tensor,
+    training_pass: Callable[[], Iterable[Tensor]],
     cfg: FinetuneConfig,
     progress: bool = True,
 ) -> dict:
-    """`epoch_batches()` yields one epoch of shuffled task batches each time it is called."""
+    """`epoch_batches()` yields one epoch of shuffled task batches each time it is called;
+    `training_pass()` every training token once, to find the dead latents before each
+    epoch and after the last."""
     if not isinstance(sae, TopKSAE):
         raise ConfigError("fine-tuning follows the self-regularization paper and needs a TopK SAE")
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
-    sae.train()
     history = []
     start = time.perf_counter()
     n_tokens = 0
+    dead_before = task_dead_latents(sae, training_pass())
+    dead = dead_before
     for epoch in range(cfg.epochs):
-        totals = {"fvu_live": 0.0, "dead": 0.0}
+        if epoch:
+            dead = task_dead_latents(sae, training_pass())
+        sae.train()
+        totals = {"live": 0.0, "dead": 0.0}
         n_batches = 0
         for x in tqdm(epoch_batches(), desc=f"finetune epoch {epoch}", disable=not progress):
             loss, figures = finetune_loss(sae, x, dead, cfg.dead_weight)
@@ -74,13 +103,21 @@ def finetune_sae(
                 totals[key] += figures[key]
             n_batches += 1
             n_tokens += len(x)
+        sae.eval()
         n = max(1, n_batches)
         history.append(
-            {"epoch": epoch, "fvu_live": totals["fvu_live"] / n, "dead_loss": totals["dead"] / n}
+            {
+                "epoch": epoch,
+                "dead_latents": int(dead.sum()),
+                "live_loss": totals["live"] / n,
+                "dead_loss": totals["dead"] / n,
+            }
         )
-    sae.eval()
+    dead_after = task_dead_latents(sae, training_pass())
     return {
-        "dead_latents": int(dead.sum()),
+        "dead_latents": int(dead_before.sum()),
+        "dead_latents_after": int(dead_after.sum()),
+        "dead_before": dead_before,
         "history": history,
         "tokens": n_tokens,
         "timing": {"seconds": round(time.perf_counter() - start, 2)},

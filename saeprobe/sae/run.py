@@ -17,7 +17,7 @@ from saeprobe.models import is_causal_lm, load_model
 from saeprobe.sae.base import SparseAutoencoder
 from saeprobe.sae.cards import feature_cards
 from saeprobe.sae.evaluate import ce_loss_recovered, reconstruction_metrics
-from saeprobe.sae.finetune import finetune_sae, task_dead_latents
+from saeprobe.sae.finetune import finetune_sae, latents_in_code, task_dead_latents
 from saeprobe.sae.io import load_sae, save_sae
 from saeprobe.sae.tokens import doc_chunks, read_docs, sample_rows, shuffled_batches
 from saeprobe.sae.topk import TopKSAE
@@ -167,7 +167,8 @@ def finetune_layer(
     if len(train_docs) == 0:
         raise ConfigError(f"{data.store.path}: no training documents to fine-tune on")
     before = reconstruction_metrics(sae, data.one_pass(test_docs))
-    dead = task_dead_latents(sae, data.one_pass(train_docs))
+    test_dead_before = task_dead_latents(sae, data.one_pass(test_docs))
+    in_code_before = latents_in_code(sae, data.one_pass(test_docs))
     offsets = data.store.offsets
     n_train = int(offsets[train_docs + 1].sum() - offsets[train_docs].sum())
     rng = np.random.default_rng(seed)
@@ -185,9 +186,23 @@ def finetune_layer(
         for _ in range(max(1, n_train // cfg.batch_size)):
             yield next(batches)
 
-    training = finetune_sae(sae, epoch, dead, cfg, progress)
+    training = finetune_sae(sae, epoch, lambda: data.one_pass(train_docs), cfg, progress)
+    dead_before = training.pop("dead_before")
+    in_code_after = latents_in_code(sae, data.one_pass(test_docs))
     metrics = {
         "training": training,
+        "dead": {
+            # The paper's definition (pre-activation never > 0), on the training tokens ...
+            "train_before": int(dead_before.sum()),
+            "train_after": training["dead_latents_after"],
+            # ... and on the test tokens; then latents never in the code on test tokens.
+            "test_before": int(test_dead_before.sum()),
+            "test_after": int(task_dead_latents(sae, data.one_pass(test_docs)).sum()),
+            "never_in_code_test_before": int((~in_code_before).sum()),
+            "never_in_code_test_after": int((~in_code_after).sum()),
+            # Formerly dead (on training tokens) latents that enter the code on test tokens.
+            "formerly_dead_in_code_test": int((dead_before & in_code_after).sum()),
+        },
         "eval": evaluate(sae, data, test_docs, model_cfg=model_cfg, eval_cfg=eval_cfg),
         "eval_before_finetune": before,
         "width": sae.cfg.d_sae,

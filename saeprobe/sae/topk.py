@@ -11,6 +11,7 @@ from saeprobe.sae.base import (
     TrainStep,
     masked_topk,
     normalized_mse,
+    per_token_nmse,
     sparse_decode,
 )
 from saeprobe.sae.kernels import topk_encode
@@ -19,10 +20,15 @@ from saeprobe.sae.kernels import topk_encode
 class TopKSAE(SparseAutoencoder):
     """k may be annealed during training: `TrainStep.k` overrides cfg.k."""
 
-    def __init__(self, cfg, aux_k: int = 0, aux_coefficient: float = 1 / 32):
+    def __init__(
+        self, cfg, aux_k: int = 0, aux_coefficient: float = 1 / 32, per_token_loss: bool = False
+    ):
         super().__init__(cfg)
         self.aux_k = aux_k
         self.aux_coefficient = aux_coefficient
+        # The training loss: FVU over the batch, or (the self-regularization code's) each
+        # token's error over its own squared norm.
+        self.per_token_loss = per_token_loss
         # Tokens since each latent last fired, for the AuxK loss on dead latents.
         self.register_buffer("tokens_since_fired", torch.zeros(cfg.d_sae, dtype=torch.long))
 
@@ -41,7 +47,7 @@ class TopKSAE(SparseAutoencoder):
         values, indices, pre = topk_encode(xs, b_dec, self.W_enc, self.b_enc, k)
         x_hat = sparse_decode(indices, values, self.decoder) + self.b_dec
         fvu = normalized_mse(xs, x_hat)
-        loss = fvu
+        loss = per_token_nmse(xs, x_hat) if self.per_token_loss else fvu
         figures = {"fvu": fvu.item(), "l0": (values > 0).sum(-1).float().mean().item()}
         if self.training:
             self._track_firing(indices, values, len(x))

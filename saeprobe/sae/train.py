@@ -31,7 +31,12 @@ def new_sae(cfg: SAETrainConfig, d_in: int, sample: np.ndarray, layer: int, mode
         model=model,
     )
     if cfg.architecture == "topk":
-        sae = build_sae(sae_cfg, aux_k=cfg.aux_k, aux_coefficient=cfg.aux_coefficient)
+        sae = build_sae(
+            sae_cfg,
+            aux_k=cfg.aux_k,
+            aux_coefficient=cfg.aux_coefficient,
+            per_token_loss=cfg.loss == "per_token",
+        )
     elif cfg.architecture == "relu":
         sae = build_sae(sae_cfg, l1_coefficient=cfg.l1_coefficient)
     else:
