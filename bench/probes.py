@@ -138,6 +138,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(REFERENCE_METHODS))
     parser.add_argument("--regimes", nargs="+", default=list(config.REGIMES))
     parser.add_argument("--k", nargs="+", type=int, default=[16, 128])
+    parser.add_argument("--verbose", action="store_true", help="print every fit's |dAUC|")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     params = config.load_params(args.root / "params.yaml")
@@ -186,6 +187,12 @@ def main() -> None:
                         end = time.perf_counter()
                         key = (method, regime)
                         diffs[key].append(abs(auc(y[s.test], fit.proba) - ref_auc))
+                        if args.verbose:
+                            print(
+                                f"  {task} {regime} {level} {seed} {method}: "
+                                f"|dAUC| {diffs[key][-1]:.4f}",
+                                flush=True,
+                            )
                         seconds[key][0] += mid - start
                         seconds[key][1] += end - mid
                 print(f"{task} {regime} {level}: done", flush=True)

@@ -36,9 +36,11 @@ TRAINABLE_ARCHITECTURES = ("topk", "relu")
 SAE_LOSSES = ("fvu", "per_token")
 FEATURE_SAES = ("pretrained", "finetuned")
 FEATURE_POOLINGS = ("mean", "max", "sum", "last", "topn")
+DENSE_POOLINGS = ("mean", "max", "sum", "last")  # topn is MOSAIC's, probed by its own methods
 HIDDEN_METHODS = ("logreg_l2", "logreg_l1", "pca", "knn", "xgboost", "mlp", "tree")
 TEXT_METHODS = ("tfidf",)
 SAE_METHODS = ("sae_topk", "sae_topk_bin", "sae_l1")
+MOSAIC_METHODS = ("mosaic_linear", "mosaic_tree")  # on binarized top-n counts
 PAPER_BASELINES = ("logreg_l2", "pca", "knn", "xgboost", "mlp")  # the sparse-probing quiver
 REGIMES = ("normal", "scarcity", "imbalance", "noise", "shift")
 # The keys of each searched method's space in probe.grids, by the kind of search:
@@ -62,6 +64,8 @@ GRID_KEYS = {
     "mlp": ("trials", "hidden_layer_sizes", "learning_rate_init", "alpha"),
     "tree": ("max_depth",),
     "tfidf": ("C",),
+    "mosaic_linear": ("C", "penalty"),
+    "mosaic_tree": ("max_depth", "min_samples_split", "min_samples_leaf"),
 }
 GRID_KIND = {"pca": "log", "knn": "log", "xgboost": "draws", "mlp": "draws"}  # else product
 # The folders of user-supplied inputs. Stages that may read them depend on the whole folder
@@ -188,7 +192,7 @@ class SAEEvalConfig:
 class FeaturesConfig:
     saes: list[str] = field(default_factory=lambda: list(FEATURE_SAES))
     pooling: list[str] = field(default_factory=lambda: list(FEATURE_POOLINGS))
-    top_n: int = 4  # MOSAIC's top-n count pooling
+    top_n: list[int] = field(default_factory=lambda: [20, 50])  # MOSAIC's top-n counts
 
 
 def _default_grids() -> dict[str, Any]:
@@ -227,6 +231,10 @@ def _default_grids() -> dict[str, Any]:
         },
         "tree": {"max_depth": [2, 4, 8, 16, None]},
         "tfidf": {"C": [0.1, 1.0, 10.0, 100.0]},
+        "mosaic_linear": {"C": [0.1, 1.0], "penalty": ["l1", "l2"]},
+        "mosaic_tree": {
+            "max_depth": [3, 5], "min_samples_split": [2, 5], "min_samples_leaf": [1, 2],
+        },
     }  # fmt: skip
 
 
@@ -237,7 +245,7 @@ class ProbeConfig:
     c_grid_size: int = 10
     sae_k: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
     hidden_pooling: str = "last"  # one of extract.pooling; the paper probes the last token
-    sae_pooling: str = "last"  # one of features.pooling
+    sae_pooling: str = "last"  # one of features.pooling but topn
     # The normal regime also probes these poolings with compare_methods, side by side.
     compare_poolings: list[str] = field(default_factory=lambda: ["mean", "max"])
     compare_methods: list[str] = field(default_factory=lambda: ["logreg_l2", "sae_topk"])
@@ -245,6 +253,11 @@ class ProbeConfig:
     binarize_threshold: float = 1.0  # sae_topk_bin: the kept latents binarized > this
     baselines: list[str] = field(default_factory=lambda: list(HIDDEN_METHODS + TEXT_METHODS))
     sae_methods: list[str] = field(default_factory=lambda: list(SAE_METHODS))
+    # MOSAIC's setting, normal regime: top-n counts (n of features.top_n) binarized
+    # (> each threshold), probed with its classifiers over all latents.
+    mosaic_methods: list[str] = field(default_factory=lambda: list(MOSAIC_METHODS))
+    mosaic_top_n: list[int] = field(default_factory=lambda: [20, 50])
+    mosaic_thresholds: list[float] = field(default_factory=lambda: [0.0, 1.0])
     # Search spaces of the searched methods (see GRID_KEYS for the kinds of search).
     grids: dict[str, Any] = field(default_factory=_default_grids)
     allow_failures: bool = False  # true: a fit that raises is recorded as failed, not fatal
@@ -512,6 +525,7 @@ def features_config(params: dict[str, Any]) -> FeaturesConfig:
     cfg = parse(FeaturesConfig, section(params, "features"), "features")
     check_names(cfg.pooling, FEATURE_POOLINGS, "features.pooling")
     check_names(cfg.saes, FEATURE_SAES, "features.saes")
+    check_k(cfg.top_n, "features.top_n")
     return cfg
 
 
@@ -521,9 +535,10 @@ def probe_config(params: dict[str, Any]) -> ProbeConfig:
     check_names(cfg.sae_methods, SAE_METHODS, "probe.sae_methods")
     check_names(cfg.saes, FEATURE_SAES, "probe.saes")
     check_names([cfg.hidden_pooling], POOLINGS, "probe.hidden_pooling")
-    check_names([cfg.sae_pooling], FEATURE_POOLINGS, "probe.sae_pooling")
+    check_names([cfg.sae_pooling], DENSE_POOLINGS, "probe.sae_pooling")
     check_names(cfg.compare_poolings, POOLINGS, "probe.compare_poolings")
     check_names(cfg.compare_methods, HIDDEN_METHODS + SAE_METHODS, "probe.compare_methods")
+    check_names(cfg.mosaic_methods, MOSAIC_METHODS, "probe.mosaic_methods")
     check_grids(cfg)
     if len(cfg.c_log10_range) != 2 or cfg.c_grid_size < 1:
         raise ConfigError("params: 'probe.c_log10_range' must be [low, high], c_grid_size >= 1")
@@ -539,7 +554,7 @@ def check_k(values: list[int], where: str) -> None:
 def check_grids(cfg: ProbeConfig) -> None:
     """Every searched baseline has a search space in probe.grids, with exactly its keys."""
     check_names(list(cfg.grids), tuple(GRID_KEYS), "probe.grids")
-    for name in cfg.baselines:
+    for name in cfg.baselines + cfg.mosaic_methods:
         if name not in GRID_KEYS:
             continue
         if name not in cfg.grids:
@@ -658,6 +673,13 @@ def validate_all(params: dict[str, Any]) -> None:
             raise ConfigError(
                 f"params: 'probe.compare_poolings' has '{pooling}', which 'extract.pooling' "
                 f"{extract.pooling} or 'features.pooling' {features.pooling} does not compute"
+            )
+    if probe.mosaic_methods:
+        extra = [n for n in probe.mosaic_top_n if n not in features.top_n]
+        if "topn" not in features.pooling or extra:
+            raise ConfigError(
+                f"params: 'probe.mosaic_top_n' {probe.mosaic_top_n} needs 'topn' in "
+                f"'features.pooling' and each n in 'features.top_n' {features.top_n}"
             )
     missing = [s for s in probe.saes if s not in features.saes]
     if probe.sae_methods and missing:

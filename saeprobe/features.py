@@ -2,7 +2,8 @@
 
 The pooled codes are stored in features.h5 (see `saeprobe.store.write_feature_file`).
 Poolings: mean, max, sum, last (over content tokens) and MOSAIC's top-n count: per token the
-indices of its n largest latents become one-hot, summed over the document's tokens.
+indices of its n largest latents become one-hot, summed over the document's tokens; one
+matrix per n, stored as `top<n>`.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ def sae_fingerprint(folder: str | Path) -> str:
 
 @torch.no_grad()
 def pool_latents(
-    z: torch.Tensor, doc_of_row: torch.Tensor, n_docs: int, poolings: list[str], top_n: int
+    z: torch.Tensor, doc_of_row: torch.Tensor, n_docs: int, poolings: list[str], top_n: list[int]
 ) -> dict[str, torch.Tensor]:
-    """Pool a chunk's token codes `z` (rows, d_sae) into (n_docs, d_sae) per pooling."""
+    """Pool a chunk's token codes `z` (rows, d_sae) into (n_docs, d_sae) per pooling (the
+    top-n count once per n, as `top<n>`)."""
     out: dict[str, torch.Tensor] = {}
     d = z.shape[1]
     counts = torch.bincount(doc_of_row, minlength=n_docs).clamp_min(1).unsqueeze(1)
@@ -54,9 +56,10 @@ def pool_latents(
             )
             out[pooling] = z[last_row]
         elif pooling == "topn":
-            values, indices = z.topk(min(top_n, d), dim=1)
-            onehot = torch.zeros_like(z).scatter_(1, indices, (values > 0).float())
-            out[pooling] = torch.zeros(n_docs, d).index_add_(0, doc_of_row, onehot)
+            for n in top_n:
+                values, indices = z.topk(min(n, d), dim=1)
+                onehot = torch.zeros_like(z).scatter_(1, indices, (values > 0).float())
+                out[f"top{n}"] = torch.zeros(n_docs, d).index_add_(0, doc_of_row, onehot)
         else:
             raise ConfigError(
                 f"params: unknown feature pooling '{pooling}'; expected some of {FEATURE_POOLINGS}"
@@ -70,16 +73,16 @@ def encode_documents(
     store: TokenStore,
     layer: int,
     poolings: list[str],
-    top_n: int,
+    top_n: list[int],
     docs_per_chunk: int = 64,
 ) -> dict[str, sp.csr_matrix]:
     """Pooled SAE codes of every document of the store, as CSR matrices in store order."""
     if sae.cfg.d_in != store.d_model:
         raise ConfigError(f"SAE reads width {sae.cfg.d_in}; {store.path} has width {store.d_model}")
-    parts: dict[str, list[sp.csr_matrix]] = {p: [] for p in poolings}
+    parts: dict[str, list[sp.csr_matrix]] = {}
     for doc_ids, offsets, x in store.iter_docs(layer, docs_per_chunk):
         z = sae.encode(torch.from_numpy(x))
         doc_of_row = torch.from_numpy(np.repeat(np.arange(len(doc_ids)), np.diff(offsets)))
         for pooling, pooled in pool_latents(z, doc_of_row, len(doc_ids), poolings, top_n).items():
-            parts[pooling].append(sp.csr_matrix(pooled.numpy().astype(np.float32)))
+            parts.setdefault(pooling, []).append(sp.csr_matrix(pooled.numpy().astype(np.float32)))
     return {p: sp.vstack(m, format="csr") for p, m in parts.items()}

@@ -29,15 +29,17 @@ POOLINGS = ["mean", "max", "sum", "last", "topn"]
 
 
 def test_pool_latents_by_hand():
-    out = pool_latents(Z, DOC_OF_ROW, 2, POOLINGS, top_n=2)
+    out = pool_latents(Z, DOC_OF_ROW, 2, POOLINGS, top_n=[2, 1])
     expected = {
         "sum": [[3, 5, 3, 0], [6, 1, 5, 9]],
         "mean": [[1.5, 2.5, 1.5, 0], [2, 1 / 3, 5 / 3, 3]],
         "max": [[2, 5, 3, 0], [6, 1, 4, 7]],
         "last": [[2, 5, 0, 0], [6, 0, 1, 0]],
         # Per token its two largest positive latents count once; row 3 has only one.
-        "topn": [[2, 1, 1, 0], [1, 0, 2, 2]],
+        "top2": [[2, 1, 1, 0], [1, 0, 2, 2]],
+        "top1": [[0, 1, 1, 0], [1, 0, 1, 1]],
     }
+    assert set(out) == set(expected)
     for pooling, values in expected.items():
         torch.testing.assert_close(out[pooling], torch.tensor(values, dtype=torch.float32))
 
@@ -71,7 +73,7 @@ def small_sae(seed=0):
 
 def test_encode_documents_equals_encoding_and_pooling_each_doc_by_hand(store):
     sae = small_sae()
-    got = encode_documents(sae, store, 2, POOLINGS, top_n=2, docs_per_chunk=2)
+    got = encode_documents(sae, store, 2, POOLINGS, top_n=[2], docs_per_chunk=2)
     for i, doc_id in enumerate(store.doc_ids):
         with torch.no_grad():
             z = sae.encode(torch.from_numpy(store.doc(doc_id, 2))).numpy()
@@ -84,7 +86,7 @@ def test_encode_documents_equals_encoding_and_pooling_each_doc_by_hand(store):
             "mean": z.mean(0),
             "max": z.max(0),
             "last": z[-1],
-            "topn": topn,
+            "top2": topn,
         }
         for pooling, values in expected.items():
             assert got[pooling].shape == (5, 12)
@@ -94,7 +96,7 @@ def test_encode_documents_equals_encoding_and_pooling_each_doc_by_hand(store):
 def test_encode_documents_rejects_an_sae_of_another_width(store):
     sae = build_sae(SAEConfig(d_in=8, d_sae=16, k=2))
     with pytest.raises(ConfigError, match=r"SAE reads width 8; .*tokens\.h5 has width 6"):
-        encode_documents(sae, store, 2, ["mean"], top_n=2)
+        encode_documents(sae, store, 2, ["mean"], top_n=[2])
 
 
 def test_fingerprint_follows_the_weights_not_the_folder(tmp_path):

@@ -7,8 +7,8 @@ import scipy.sparse as sp
 
 from saeprobe.config import ProbeConfig
 from saeprobe.errors import ConfigError
-from saeprobe.probes.inputs import load_representations
-from saeprobe.store import PooledWriter, write_feature_file
+from saeprobe.probes.inputs import load_representations, mosaic_representations
+from saeprobe.store import FeatureFile, PooledWriter, write_feature_file
 
 IDS = ["d0", "d1", "d2"]
 STORE_ORDER = ["d2", "d0", "d1"]  # the stores sort documents by length, not by table order
@@ -34,7 +34,12 @@ def stores(tmp_path):
 
 
 def load(stores, **cfg):
-    cfg = {"hidden_pooling": "mean", "sae_pooling": "mean", "compare_poolings": []} | cfg
+    cfg = {
+        "hidden_pooling": "mean",
+        "sae_pooling": "mean",
+        "compare_poolings": [],
+        "mosaic_methods": [],
+    } | cfg
     prepared = pl.DataFrame({"id": IDS, "text": ["zero", "one", "two"]})
     return load_representations(
         prepared,
@@ -85,3 +90,30 @@ def test_a_document_missing_from_a_store_is_named(stores):
 def test_a_pooling_the_features_lack_is_an_error_not_a_silent_skip(stores):
     with pytest.raises(ConfigError, match="no 'last' pooling of 'pretrained'"):
         load(stores, hidden_pooling="max", sae_pooling="last")
+
+
+def test_mosaic_features_are_top_n_counts_above_each_threshold(tmp_path):
+    counts = sp.csr_matrix(np.array([[0, 1, 3], [2, 0, 1]], dtype=np.float32))
+    write_feature_file(
+        tmp_path / "L4.h5", ["a", "b"], {"pretrained": ("f0", {"top20": counts, "mean": counts})}
+    )
+    cfg = ProbeConfig(saes=["pretrained"], mosaic_top_n=[20], mosaic_thresholds=[0.0, 1.0])
+    reps = mosaic_representations(
+        FeatureFile(tmp_path / "L4.h5"), np.array([1, 0]), 4, "pretrained", cfg
+    )
+    assert [(r.pooling, r.kind, r.comparison) for r in reps] == [
+        ("top20>0", "mosaic", True),
+        ("top20>1", "mosaic", True),
+    ]
+    assert reps[0].X.toarray().tolist() == [[1, 0, 1], [0, 1, 1]]  # rows follow `rows`
+    assert reps[1].X.toarray().tolist() == [[1, 0, 0], [0, 0, 1]]
+    assert (
+        mosaic_representations(
+            FeatureFile(tmp_path / "L4.h5"),
+            np.array([0, 1]),
+            4,
+            "pretrained",
+            ProbeConfig(mosaic_methods=[]),
+        )
+        == []
+    )

@@ -115,8 +115,8 @@ def test_searches_take_their_space_from_params():
 def test_top_n_count_pooling_by_hand():
     z = torch.tensor([[3.0, 1.0, 0.0, 2.0], [0.0, 5.0, 4.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
     doc = torch.tensor([0, 0, 1])
-    out = pool_latents(z, doc, 2, ["topn", "sum", "max", "last", "mean"], top_n=2)
-    assert out["topn"].tolist() == [[1, 1, 1, 1], [1, 0, 0, 0]]
+    out = pool_latents(z, doc, 2, ["topn", "sum", "max", "last", "mean"], top_n=[2])
+    assert out["top2"].tolist() == [[1, 1, 1, 1], [1, 0, 0, 0]]
     assert out["sum"].tolist() == [[3, 6, 4, 2], [1, 0, 0, 0]]
     assert out["max"].tolist() == [[3, 5, 4, 2], [1, 0, 0, 0]]
     assert out["last"].tolist() == [[0, 5, 4, 0], [1, 0, 0, 0]]

@@ -242,3 +242,26 @@ def test_binarized_probes_and_compared_poolings_run_in_the_normal_regime_only():
     cfg = ProbeConfig(baselines=["logreg_l2", "knn"], compare_methods=["logreg_l2"])
     assert methods_for(compared, cfg, "normal", normal) == ["logreg_l2"]
     assert methods_for(compared, cfg, "scarcity", scarcity) == []
+
+
+def test_mosaic_probes_run_on_their_features_in_the_normal_regime_only():
+    rep = Representation(6, "sae_pretrained", np.zeros((1, 1)), "top20>1", True, mosaic=True)
+    cfg = ProbeConfig()
+    assert methods_for(rep, cfg, "normal", RegimeConfig()) == ["mosaic_linear", "mosaic_tree"]
+    assert methods_for(rep, cfg, "noise", RegimeConfig(levels=[0.1])) == []
+
+
+@pytest.mark.parametrize("method", ["mosaic_linear", "mosaic_tree"])
+def test_mosaic_classifiers_search_their_grid_and_weight_classes(method):
+    rng = np.random.default_rng(0)
+    y = (np.arange(200) % 5 == 0).astype(int)  # 20% positives
+    X = (rng.random((200, 30)) < 0.2).astype(float)
+    X[:, 0] = y  # one latent marks the class
+    ctx = FitContext(cfg=ProbeConfig(), seed=0, n_classes=2)
+    fit = fit_method(method, sp.csr_matrix(X[:150]), y[:150], sp.csr_matrix(X[150:]), ctx)
+    grid = ProbeConfig().grids[method]
+    assert set(fit.params) == set(grid)
+    assert roc_auc_score(y[150:], fit.proba[:, 1]) == 1.0 and fit.val_auc == 1.0
+    if method == "mosaic_linear":
+        model = methods._make_mosaic_linear(fit.params, ctx)
+        assert model.class_weight == "balanced"

@@ -33,8 +33,9 @@ def load_representations(
     cfg: ProbeConfig,
 ) -> list[Representation]:
     """The raw text, and per layer the pooled hidden states and the SAE features of every
-    configured SAE: at the main poolings, and at each of probe.compare_poolings (marked as
-    comparisons, which the normal regime alone probes)."""
+    configured SAE: at the main poolings, at each of probe.compare_poolings, and MOSAIC's
+    binarized top-n counts (the last two marked as comparisons, which the normal regime
+    alone probes)."""
     ids = prepared["id"].to_list()
     reps = [Representation(-1, "text", np.asarray(prepared["text"].to_list(), dtype=object))]
     for layer in layers:
@@ -52,6 +53,26 @@ def load_representations(
                 X = sp.csr_matrix(features.matrix(variant, pooling)[rows])
                 comparison = pooling != cfg.sae_pooling
                 reps.append(Representation(layer, f"sae_{variant}", X, pooling, comparison))
+            reps += mosaic_representations(features, rows, layer, variant, cfg)
+    return reps
+
+
+def mosaic_representations(
+    features: FeatureFile, rows: np.ndarray, layer: int, variant: str, cfg: ProbeConfig
+) -> list[Representation]:
+    """MOSAIC's features: each top-n count matrix binarized at each threshold (a latent is
+    on when it is among a document's tokens' top n more than `threshold` times)."""
+    if not cfg.mosaic_methods:
+        return []
+    reps = []
+    for n in cfg.mosaic_top_n:
+        counts = features.matrix(variant, f"top{n}")[rows]
+        for threshold in cfg.mosaic_thresholds:
+            X = sp.csr_matrix((counts > threshold).astype(np.float32))
+            pooling = f"top{n}>{threshold:g}"
+            reps.append(
+                Representation(layer, f"sae_{variant}", X, pooling, comparison=True, mosaic=True)
+            )
     return reps
 
 

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from sklearn.decomposition import PCA
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_predict
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
@@ -30,6 +31,8 @@ from saeprobe import config
 from saeprobe.config import ProbeConfig
 from saeprobe.errors import ConfigError, Infeasible
 from saeprobe.probes.validation import (
+    auc,
+    fit_quietly,
     logistic,
     proba_full,
     select_by_validation,
@@ -245,6 +248,58 @@ def _product_fit(name: str, make: Callable[[dict, FitContext], Any]) -> FitFn:
     return fit
 
 
+def _mosaic_fit(make: Callable[[dict, FitContext], Any], name: str) -> FitFn:
+    """MOSAIC's classifiers (its `ModelTrainer.train_linear_probe` and
+    `train_decision_tree`): a grid search by 2-fold cross-validated accuracy, refit on all
+    training data. The validation AUC recorded for the quiver is the chosen point's 2-fold
+    out-of-fold AUC."""
+
+    def fit(X_train, y_train, X_test, ctx: FitContext) -> Fit:
+        grid = grid_points(ctx.cfg.grids[name])
+        counts = np.bincount(y_train)
+        if counts[counts > 0].min() < 2:  # 2-fold needs two of every class
+            model = fit_quietly(make(grid[0], ctx), X_train, y_train)
+            val = auc(y_train, proba_full(model, X_train, ctx.n_classes))
+            return Fit(proba_full(model, X_test, ctx.n_classes), grid[0], val)
+        folds = StratifiedKFold(2)
+        search = GridSearchCV(
+            make(grid[0], ctx),
+            [{k: [v] for k, v in point.items()} for point in grid],
+            cv=folds,
+            scoring="accuracy",
+        )
+        search = fit_quietly(search, X_train, y_train)
+        oof = cross_val_predict(
+            search.best_estimator_, X_train, y_train, cv=folds, method="predict_proba"
+        )
+        val = auc(y_train, _widen(oof, np.unique(y_train), ctx.n_classes))
+        proba = proba_full(search.best_estimator_, X_test, ctx.n_classes)
+        return Fit(proba, dict(search.best_params_), val)
+
+    return fit
+
+
+def _widen(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
+    out = np.zeros((len(proba), n_classes))
+    out[:, classes] = proba
+    return out
+
+
+def _make_mosaic_linear(p: dict, ctx: FitContext):
+    return LogisticRegression(
+        C=p["C"],
+        l1_ratio=1.0 if p["penalty"] == "l1" else 0.0,
+        solver="liblinear",
+        class_weight="balanced",
+        max_iter=1000,
+        random_state=ctx.seed,
+    )
+
+
+def _make_mosaic_tree(p: dict, ctx: FitContext):
+    return DecisionTreeClassifier(**p, random_state=ctx.seed)
+
+
 def _make_tree(p: dict, ctx: FitContext):
     return DecisionTreeClassifier(max_depth=p["max_depth"], random_state=ctx.seed)
 
@@ -272,12 +327,14 @@ METHODS: dict[str, Method] = {
         Method("tree", "hidden", _product_fit("tree", _make_tree)),
         Method("tfidf", "text", _product_fit("tfidf", _make_tfidf)),
         Method("sae_l1", "sae", _logistic_fit("l1")),
+        Method("mosaic_linear", "mosaic", _mosaic_fit(_make_mosaic_linear, "mosaic_linear")),
+        Method("mosaic_tree", "mosaic", _mosaic_fit(_make_mosaic_tree, "mosaic_tree")),
     )
 }
 # The registry implements exactly the names params may use (sae_topk and sae_topk_bin
 # expand to sae_top<k> and sae_top<k>_bin).
 assert set(METHODS) | {"sae_topk", "sae_topk_bin"} == set(
-    config.HIDDEN_METHODS + config.TEXT_METHODS + config.SAE_METHODS
+    config.HIDDEN_METHODS + config.TEXT_METHODS + config.SAE_METHODS + config.MOSAIC_METHODS
 )
 
 

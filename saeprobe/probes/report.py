@@ -13,6 +13,7 @@ from saeprobe.probes.summary import (
     binarized_bars,
     layer_curve,
     level_curve,
+    mosaic_bars,
     pooling_bars,
     sae_k_curve,
     summarize,
@@ -29,6 +30,7 @@ def plot_tables(results: pl.DataFrame) -> dict[str, pl.DataFrame]:
         "sae_k": sae_k_curve(results),
         "binarized": binarized_bars(results),
         "pooling": pooling_bars(results),
+        "mosaic": mosaic_bars(results),
     }
 
 

@@ -10,6 +10,7 @@ from scipy import stats
 from saeprobe.config import ProbeReportConfig
 
 SAE_PREFIX = "sae"
+MOSAIC = "mosaic_"
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int, seed: int) -> list[float | None]:
@@ -202,7 +203,9 @@ def regime_metrics(rows: pl.DataFrame, n_boot: int, seed: int, cfg: ProbeReportC
 def pooling_comparison(rows: pl.DataFrame) -> dict:
     """Normal regime: mean test AUC of each compared probe at each pooling (MOSAIC's
     pooling comparison); the main pooling's rows are those not marked as comparisons."""
-    compared = rows.filter(pl.col("pooling_comparison").fill_null(False))
+    compared = rows.filter(
+        pl.col("pooling_comparison").fill_null(False) & ~pl.col("method").str.starts_with(MOSAIC)
+    )
     if compared.is_empty():
         return {}
     keys = compared.select("layer", "representation", "method").unique()
@@ -228,6 +231,29 @@ def pooling_comparison(rows: pl.DataFrame) -> dict:
     return out
 
 
+def mosaic_table(rows: pl.DataFrame) -> pl.DataFrame:
+    """Normal regime, MOSAIC's setting: mean test AUC and macro-F1 of each of its classifiers
+    per SAE, top-n and threshold (`setting` = L<layer>/<sae>/<method>@top<n>><threshold>)."""
+    part = rows.filter((pl.col("regime") == "normal") & pl.col("method").str.starts_with(MOSAIC))
+    return (
+        part.with_columns(
+            (
+                pl.lit("L")
+                + pl.col("layer").cast(pl.String)
+                + "/"
+                + pl.col("representation")
+                + "/"
+                + pl.col("method")
+                + "@"
+                + pl.col("pooling")
+            ).alias("setting")
+        )
+        .group_by("setting")
+        .agg(pl.col("roc_auc").mean(), pl.col("macro_f1").mean())
+        .sort("setting")
+    )
+
+
 def summarize(
     results: pl.DataFrame, n_boot: int, seed: int, cfg: ProbeReportConfig | None = None
 ) -> dict[str, dict]:
@@ -238,6 +264,10 @@ def summarize(
         metrics[regime] = regime_metrics(rows, n_boot, seed, cfg)
         if regime == "normal":
             metrics[regime]["pooling"] = pooling_comparison(rows)
+            metrics[regime]["mosaic"] = {
+                setting: {"roc_auc": round(auc_, 4), "macro_f1": round(f1, 4)}
+                for setting, auc_, f1 in mosaic_table(rows).iter_rows()
+            }
     skipped = results.filter(pl.col("status") != "ok")
     for regime in metrics:
         part = skipped.filter(pl.col("regime") == regime)
@@ -334,3 +364,9 @@ def pooling_bars(results: pl.DataFrame) -> pl.DataFrame:
         ],
         schema={"setting": pl.String, "roc_auc": pl.Float64},
     )
+
+
+def mosaic_bars(results: pl.DataFrame) -> pl.DataFrame:
+    """MOSAIC's setting as bars: test AUC and macro-F1 per classifier, SAE, top-n and
+    threshold (normal regime)."""
+    return mosaic_table(with_labels(results))

@@ -62,11 +62,14 @@ class Representation:
     X: np.ndarray | sp.csr_matrix
     pooling: str = ""
     comparison: bool = False
+    mosaic: bool = False  # binarized top-n counts, for MOSAIC's classifiers
 
     @property
     def kind(self) -> str:
         if self.name == "text":
             return "text"
+        if self.mosaic:
+            return "mosaic"
         return "sae" if self.name.startswith("sae") else "hidden"
 
 
@@ -113,6 +116,8 @@ def methods_for(
     papers."""
     if rep.comparison and regime != "normal":
         return []
+    if rep.kind == "mosaic":
+        return list(cfg.mosaic_methods)
     if rep.kind == "sae":
         names = []
         for m in cfg.sae_methods:
