@@ -254,7 +254,7 @@ def test_the_params_audit_catches_an_undeclared_key(tiny_project, tmp_path, monk
 
 def test_the_params_audit_catches_an_unread_key():
     params = yaml.safe_load(TINY_PARAMS.read_text())
-    read = {"probe_report.bootstrap", "seed"}
+    read = {f"probe_report.{key}" for key in params["probe_report"]} | {"seed"}
     assert params_problems(params, ["seed", "probe_report"], read) == []
     assert params_problems(params, ["seed", "probe_report", "features"], read) == [
         "declares 'features' but never reads ['features.saes', 'features.pooling', "

@@ -55,12 +55,21 @@ def test_repro_builds_every_output(tiny_project):
     fitted = results.filter(pl.col("status") == "ok")
     assert set(fitted["regime"]) == {"normal", "scarcity", "imbalance", "noise", "shift"}
     assert set(fitted.filter(pl.col("regime") == "shift")["test_dataset"]) == {"grammar"}
-    assert {"hidden", "sae_finetuned", "sae_pretrained_bin", "text"} <= set(
-        fitted["representation"]
-    )
+    assert {"hidden", "sae_finetuned", "sae_pretrained", "text"} == set(fitted["representation"])
+    normal = fitted.filter(pl.col("regime") == "normal")
+    assert {"sae_top4_bin", "mosaic_linear", "mosaic_tree"} <= set(normal["method"])
+    assert {"mean", "max", "top2>0"} <= set(normal["pooling"])  # main, compared, MOSAIC
+    others = fitted.filter(pl.col("regime") != "normal")
+    assert not others["method"].str.ends_with("_bin").any() and set(others["pooling"]) <= {
+        "mean",
+        "",
+    }
     summary = json.loads((project / "reports/probes/metrics.json").read_text())
     assert set(summary) == {"normal", "scarcity", "imbalance", "noise", "shift"}
     assert all(summary[r]["fits"] > 0 and summary[r]["mean_auc"] for r in summary)
+    assert set(summary["scarcity"]["levels"]) == {"2", "8"}  # 4096 is infeasible
+    assert summary["normal"]["levels"]["default"]["paper"]["quiver"]["settings"] > 0
+    assert summary["normal"]["mosaic"] and summary["normal"]["pooling"]
     assert (project / "reports/plots/scarcity.csv").read_text().startswith("series,level,roc_auc")
 
 
