@@ -132,11 +132,18 @@ def test_every_baseline_learns_an_easy_task(method):
     assert roc_auc_score(y[120:], fit.proba[:, 1]) > 0.85
 
 
-def test_multiclass_goes_one_vs_rest_and_scores_every_class():
+MULTICLASS_METHODS = [
+    *["logreg_l2", "logreg_l1", "pca", "knn", "xgboost", "mlp", "tree"],
+    *["sae_l1", "sae_top4", "sae_top4_bin", "mosaic_linear", "mosaic_tree"],
+]
+
+
+@pytest.mark.parametrize("method", MULTICLASS_METHODS)
+def test_every_method_scores_every_class_of_a_multiclass_task(method):
     rng = np.random.default_rng(0)
     y = np.arange(150) % 3
-    X = rng.normal(size=(150, 6)) + 3 * np.eye(3, 6)[y]
-    fit = fit_method("logreg_l2", X[:120], y[:120], X[120:], ctx(3, c_grid_size=3))
+    X = rng.random(size=(150, 6)) + 3 * np.eye(3, 6)[y]  # non-negative, as SAE codes are
+    fit = fit_method(method, X[:120], y[:120], X[120:], ctx(3, c_grid_size=3))
     assert fit.proba.shape == (30, 3) and (fit.proba.argmax(1) == y[120:]).mean() > 0.8
 
 

@@ -20,7 +20,8 @@ import scipy.sparse as sp
 from sklearn.decomposition import PCA
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_predict
+from sklearn.model_selection import StratifiedKFold, cross_val_predict, cross_val_score
+from sklearn.multiclass import OneVsRestClassifier
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
@@ -33,6 +34,7 @@ from saeprobe.errors import ConfigError, Infeasible
 from saeprobe.probes.validation import (
     auc,
     fit_quietly,
+    fit_quietly_call,
     logistic,
     proba_full,
     select_by_validation,
@@ -250,9 +252,9 @@ def _product_fit(name: str, make: Callable[[dict, FitContext], Any]) -> FitFn:
 
 def _mosaic_fit(make: Callable[[dict, FitContext], Any], name: str) -> FitFn:
     """MOSAIC's classifiers (its `ModelTrainer.train_linear_probe` and
-    `train_decision_tree`): a grid search by 2-fold cross-validated accuracy, refit on all
-    training data. The validation AUC recorded for the quiver is the chosen point's 2-fold
-    out-of-fold AUC."""
+    `train_decision_tree`): a grid search by 2-fold cross-validated accuracy (the first of
+    equal points, as `GridSearchCV` ranks them), refit on all training data. The validation
+    AUC recorded for the quiver is the chosen point's 2-fold out-of-fold AUC."""
 
     def fit(X_train, y_train, X_test, ctx: FitContext) -> Fit:
         grid = grid_points(ctx.cfg.grids[name])
@@ -262,19 +264,19 @@ def _mosaic_fit(make: Callable[[dict, FitContext], Any], name: str) -> FitFn:
             val = auc(y_train, proba_full(model, X_train, ctx.n_classes))
             return Fit(proba_full(model, X_test, ctx.n_classes), grid[0], val)
         folds = StratifiedKFold(2)
-        search = GridSearchCV(
-            make(grid[0], ctx),
-            [{k: [v] for k, v in point.items()} for point in grid],
-            cv=folds,
-            scoring="accuracy",
-        )
-        search = fit_quietly(search, X_train, y_train)
-        oof = cross_val_predict(
-            search.best_estimator_, X_train, y_train, cv=folds, method="predict_proba"
+        accuracy = [
+            fit_quietly_call(
+                cross_val_score, make(p, ctx), X_train, y_train, cv=folds, scoring="accuracy"
+            ).mean()
+            for p in grid
+        ]
+        best = grid[int(np.argmax(accuracy))]
+        oof = fit_quietly_call(
+            cross_val_predict, make(best, ctx), X_train, y_train, cv=folds, method="predict_proba"
         )
         val = auc(y_train, _widen(oof, np.unique(y_train), ctx.n_classes))
-        proba = proba_full(search.best_estimator_, X_test, ctx.n_classes)
-        return Fit(proba, dict(search.best_params_), val)
+        model = fit_quietly(make(best, ctx), X_train, y_train)
+        return Fit(proba_full(model, X_test, ctx.n_classes), _plain(best), val)
 
     return fit
 
@@ -286,7 +288,7 @@ def _widen(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray
 
 
 def _make_mosaic_linear(p: dict, ctx: FitContext):
-    return LogisticRegression(
+    model = LogisticRegression(
         C=p["C"],
         l1_ratio=1.0 if p["penalty"] == "l1" else 0.0,
         solver="liblinear",
@@ -294,6 +296,9 @@ def _make_mosaic_linear(p: dict, ctx: FitContext):
         max_iter=1000,
         random_state=ctx.seed,
     )
+    # liblinear is one-vs-rest on several classes, as MOSAIC's scikit-learn ran it
+    # implicitly; scikit-learn >= 1.8 wants the wrapper spelled out.
+    return OneVsRestClassifier(model) if ctx.n_classes > 2 else model
 
 
 def _make_mosaic_tree(p: dict, ctx: FitContext):

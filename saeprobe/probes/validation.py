@@ -72,10 +72,15 @@ def logistic(C: float, penalty: str, seed: int, n_classes: int):
 
 
 def fit_quietly(model, X, y):
+    return fit_quietly_call(model.fit, X, y)
+
+
+def fit_quietly_call(function, *args, **kwargs):
+    """Call a fitting function without the convergence chatter the reference also ignores."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", UserWarning)
-        return model.fit(X, y)
+        return function(*args, **kwargs)
 
 
 def select_logistic(X, y, Cs: Sequence[float], penalty: str, seed: int, n_classes: int):
