@@ -40,6 +40,7 @@ DENSE_POOLINGS = ("mean", "max", "sum", "last")  # topn is MOSAIC's, probed by i
 HIDDEN_METHODS = ("logreg_l2", "logreg_l1", "pca", "knn", "xgboost", "mlp", "tree")
 TEXT_METHODS = ("tfidf",)
 SAE_METHODS = ("sae_topk", "sae_topk_bin", "sae_l1")
+L1_SOLVERS = ("saga", "liblinear")
 MOSAIC_METHODS = ("mosaic_linear", "mosaic_tree")  # on binarized top-n counts
 PAPER_BASELINES = ("logreg_l2", "pca", "knn", "xgboost", "mlp")  # the sparse-probing quiver
 REGIMES = ("normal", "scarcity", "imbalance", "noise", "shift")
@@ -179,6 +180,10 @@ class FinetuneConfig:
     batch_size: int = 1024
     dead_weight: float = 0.1  # weight of the dead latents' residual loss
     buffer_tokens: int = 65_536
+    # The task's unlabeled training-split texts fine-tuning reads: all of them (null), as
+    # the paper does, or a seeded sample of at most this many. Probe results record the
+    # count (sae_task_docs), since probes in the scarcity regime see fewer labeled texts.
+    max_docs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -243,6 +248,9 @@ class ProbeConfig:
     n_jobs: int = -1  # joblib workers; -1: one per core
     c_log10_range: list[float] = field(default_factory=lambda: [-5.0, 5.0])  # logistic C grid
     c_grid_size: int = 10
+    # L1 fits (logreg_l1, sae_l1, the top-k probes): saga, as the reference fits them, or
+    # liblinear, converged and faster (see bench/probes.py).
+    l1_solver: str = "saga"
     sae_k: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
     hidden_pooling: str = "last"  # one of extract.pooling; the paper probes the last token
     sae_pooling: str = "last"  # one of features.pooling but topn
@@ -514,6 +522,11 @@ def finetune_config(params: dict[str, Any]) -> FinetuneConfig:
     cfg = parse(FinetuneConfig, section(params, "finetune"), "finetune")
     if cfg.epochs < 0 or cfg.batch_size < 1:
         raise ConfigError("params: 'finetune.epochs' must be >= 0 and 'finetune.batch_size' >= 1")
+    if cfg.max_docs is not None and cfg.max_docs < 1:
+        raise ConfigError(
+            f"params: 'finetune.max_docs' is {cfg.max_docs}; expected null (every training "
+            "text) or a positive number of texts"
+        )
     return cfg
 
 
@@ -539,6 +552,7 @@ def probe_config(params: dict[str, Any]) -> ProbeConfig:
     check_names(cfg.compare_poolings, POOLINGS, "probe.compare_poolings")
     check_names(cfg.compare_methods, HIDDEN_METHODS + SAE_METHODS, "probe.compare_methods")
     check_names(cfg.mosaic_methods, MOSAIC_METHODS, "probe.mosaic_methods")
+    check_names([cfg.l1_solver], L1_SOLVERS, "probe.l1_solver")
     check_grids(cfg)
     if len(cfg.c_log10_range) != 2 or cfg.c_grid_size < 1:
         raise ConfigError("params: 'probe.c_log10_range' must be [low, high], c_grid_size >= 1")

@@ -9,6 +9,7 @@ matrix per n, stored as `top<n>`.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,12 @@ def sae_fingerprint(folder: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:16]
+
+
+def sae_task_docs(folder: str | Path) -> int:
+    """How many of the task's texts a saved SAE was fine-tuned on (0 for a pretrained one)."""
+    cfg_file = Path(folder) / "cfg.json"
+    return int(json.loads(cfg_file.read_text()).get("task_docs", 0)) if cfg_file.exists() else 0
 
 
 @torch.no_grad()

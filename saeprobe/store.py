@@ -14,6 +14,7 @@ features.h5 layout (one file per data set and layer; written by the features sta
     doc_ids                          (n_docs,) str, in the token store's order
     <sae>/<pooling>/{data, indices, indptr}   CSR matrix (n_docs, d_sae), float32
     attrs["<sae>.fingerprint"]       hash of the SAE weights the features came from
+    attrs["<sae>.task_docs"]         the task's texts the SAE was fine-tuned on (0: none)
 """
 
 from __future__ import annotations
@@ -225,14 +226,17 @@ def write_feature_file(
     path: Path,
     doc_ids: list[str],
     by_sae: dict[str, tuple[str, dict[str, sp.csr_matrix]]],
+    task_docs: dict[str, int] | None = None,
 ) -> None:
-    """features.h5 at `path`, atomically: per SAE name, its fingerprint and pooled codes."""
+    """features.h5 at `path`, atomically: per SAE name, its fingerprint and pooled codes,
+    and how many of the task's texts it was fine-tuned on."""
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
         h5.create_dataset(
             "doc_ids", data=np.asarray(doc_ids, dtype=object), dtype=h5py.string_dtype()
         )
         for sae_name, (fingerprint, features) in by_sae.items():
             write_features(h5, sae_name, fingerprint, features)
+            h5.attrs[f"{sae_name}.task_docs"] = int((task_docs or {}).get(sae_name, 0))
 
 
 def write_features(
@@ -259,6 +263,9 @@ class FeatureFile:
                 k.removesuffix(".fingerprint"): str(v)
                 for k, v in h5.attrs.items()
                 if k.endswith(".fingerprint")
+            }
+            self.task_docs = {
+                name: int(h5.attrs.get(f"{name}.task_docs", 0)) for name in self.fingerprints
             }
 
     def matrix(self, sae_name: str, pooling: str, expected_fingerprint: str | None = None):

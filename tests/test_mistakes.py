@@ -66,6 +66,7 @@ def test_a_misspelled_section_stops_every_stage_before_it_writes(tmp_path):
         ),
         ("regimes.scarcity.methods", ["logreg_l22"], "has 'logreg_l22'; did you mean 'logreg_l2'"),
         ("probe.sae_methods", ["sae_top"], "has 'sae_top'; did you mean 'sae_topk'"),
+        ("probe.l1_solver", "sag", "has 'sag'; did you mean 'saga'"),
     ],
 )
 def test_an_unknown_method_name_is_refused_with_a_suggestion(tmp_path, where, value, expected):

@@ -29,6 +29,7 @@ def stores(tmp_path):
             "pretrained": ("f0", {"mean": codes, "max": 10 * codes}),
             "finetuned": ("f1", {"mean": 2 * codes, "max": 20 * codes}),
         },
+        task_docs={"finetuned": 7},
     )
     return tmp_path
 
@@ -58,6 +59,11 @@ def test_every_representation_follows_the_prepared_tables_row_order(stores):
     # d0 is the store's row 1, d1 row 2, d2 row 0.
     assert reps[(4, "sae_pretrained")].toarray().tolist() == [[0, 1.5], [3, 0], [2, 0.5]]
     assert reps[(4, "sae_finetuned")].toarray().tolist() == [[0, 3], [6, 0], [4, 1]]
+
+
+def test_sae_inputs_carry_the_number_of_task_texts_their_sae_was_fine_tuned_on(stores):
+    docs = {r.name: r.task_docs for r in load(stores, compare_poolings=["max"])}
+    assert docs == {"text": 0, "hidden": 0, "sae_pretrained": 0, "sae_finetuned": 7}
 
 
 def test_compared_poolings_are_loaded_beside_the_main_one_and_marked(stores):

@@ -168,7 +168,7 @@ def tiny_sweep(**cfg):
     )
     reps = [
         Representation(3, "hidden", X),
-        Representation(3, "sae_pretrained", sp.csr_matrix(np.maximum(X, 0))),
+        Representation(3, "sae_finetuned", sp.csr_matrix(np.maximum(X, 0)), task_docs=180),
     ]
     settings = dict(
         n_jobs=1,
@@ -198,6 +198,9 @@ def test_results_table_has_the_documented_schema_and_reports_skips():
     assert any("no shifted" in m for m in messages)
     top4 = ok.filter(pl.col("method") == "sae_top4")["params"].to_list()
     assert all(len(json.loads(p)["latents"]) == 4 for p in top4)
+    # The fine-tuned SAE read all 180 training texts; at n = 4 its probe had 4 labels.
+    docs = dict(ok.group_by("representation").agg(pl.col("sae_task_docs").unique()).iter_rows())
+    assert docs == {"hidden": [0], "sae_finetuned": [180]}
 
 
 def test_a_fit_that_raises_fails_the_sweep_naming_the_fit():
@@ -242,7 +245,7 @@ def test_summary_compares_best_sae_with_best_baseline():
     metrics = summarize(tiny_sweep(), n_boot=50, seed=0)
     normal = metrics["normal"]["levels"]["default"]["all_probes"]["datasets"]["toy"]
     assert normal["best_baseline"]["probe"].startswith("L3/hidden/")
-    assert normal["best_sae"]["probe"].startswith("L3/sae_pretrained/")
+    assert normal["best_sae"]["probe"].startswith("L3/sae_finetuned/")
     lo, hi = normal["best_baseline"]["ci95"]
     assert lo <= normal["best_baseline"]["roc_auc"] <= hi
     assert metrics["scarcity"]["not_fitted"] >= 1

@@ -7,6 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from saeprobe.config import ProbeConfig, ProbeReportConfig, RegimeConfig
@@ -49,6 +50,29 @@ def test_logistic_regression_chooses_the_references_C(reference, n_train, seed):
     ref = reference.find_best_reg(X[:n_train], y[:n_train], X[n_train:], y[n_train:], seed=seed)
     assert fit.params["C"] == pytest.approx(ref.classifier.C)
     assert auc == pytest.approx(ref.metrics.test_auc, abs=2e-3)
+
+
+@pytest.mark.parametrize("n_train,seed", [(40, 0), (300, 1)])
+def test_l1_logistic_regression_is_the_references_saga_fit(reference, n_train, seed):
+    X, y = blobs(n_train + 100, 20, seed, shift=0.3)
+    X = np.abs(X) * 5  # unscaled, non-negative codes: saga stops short of the optimum here
+    fit, auc = ours("logreg_l1", X, y, n_train, seed)
+    ref = reference.find_best_reg(
+        X[:n_train], y[:n_train], X[n_train:], y[n_train:], penalty="l1", seed=seed
+    )
+    assert fit.params["C"] == pytest.approx(ref.classifier.C)
+    assert auc == pytest.approx(ref.metrics.test_auc, abs=1e-9)
+
+
+@pytest.mark.parametrize("C", [0.02, 0.5])  # all weights zero; most weights non-zero
+def test_liblinear_solves_the_l1_problem_with_an_unpenalized_intercept(C):
+    X, y = blobs(400, 10, 0, shift=0.5)
+    y = (y & (np.arange(400) % 4 == 0)).astype(int)  # 1 positive in 8: a large intercept
+    saga = LogisticRegression(C=C, l1_ratio=1.0, solver="saga", max_iter=100_000, tol=1e-8)
+    saga.fit(X, y)
+    liblinear = logistic(C, "l1", 0, 2, l1_solver="liblinear").fit(X, y)
+    assert liblinear.intercept_[0] == pytest.approx(saga.intercept_[0], abs=0.02)
+    assert np.abs(liblinear.coef_ - saga.coef_).max() < 0.002
 
 
 def test_c_ties_go_to_the_largest_c():
@@ -96,9 +120,10 @@ def test_mlp_draws_the_references_configuration(reference):
     assert auc == pytest.approx(ref.metrics.test_auc, abs=0.01)
 
 
-def test_the_l1_probe_is_sparse():
+@pytest.mark.parametrize("solver", ["saga", "liblinear"])
+def test_the_l1_probe_is_sparse(solver):
     X, y = blobs(200, 50, 0, shift=2.0)
-    model = logistic(0.05, "l1", 0, 2).fit(X, y)
+    model = logistic(0.05, "l1", 0, 2, l1_solver=solver).fit(X, y)
     assert (model.coef_ == 0).mean() > 0.5  # an L2 fit would leave no exact zeros
 
 
@@ -111,16 +136,16 @@ def test_top_k_ranks_continuous_codes_then_fits_l1_on_binarized_kept_latents(mon
     X[:, 2] = rng.uniform(0, 2, 80)
     seen = {}
 
-    def spy(X_fit, y_fit, Cs, penalty, seed, n_classes):
-        seen.update(X=X_fit, penalty=penalty)
-        return real(X_fit, y_fit, Cs, penalty, seed, n_classes)
+    def spy(X_fit, y_fit, Cs, penalty, seed, n_classes, l1_solver):
+        seen.update(X=X_fit, penalty=penalty, solver=l1_solver)
+        return real(X_fit, y_fit, Cs, penalty, seed, n_classes, l1_solver)
 
     real = methods.select_logistic
     monkeypatch.setattr(methods, "select_logistic", spy)
     ctx = FitContext(cfg=ProbeConfig(binarize_threshold=1.0), seed=0, n_classes=2)
     fit = fit_method("sae_top1_bin", sp.csr_matrix(X), y, sp.csr_matrix(X), ctx)
     assert fit.params["latents"] == [0] == rank_latents(X, y)[:1].tolist()
-    assert seen["penalty"] == "l1"
+    assert seen["penalty"] == "l1" and seen["solver"] == "saga"  # the reference's solver
     assert np.array_equal(seen["X"][:, 0], (X[:, 0] > 1.0).astype(float))
     fit_method("sae_top1", sp.csr_matrix(X), y, sp.csr_matrix(X), ctx)
     assert seen["penalty"] == "l1" and np.array_equal(seen["X"][:, 0], X[:, 0])

@@ -16,7 +16,8 @@ from saeprobe.config import (
 )
 from saeprobe.errors import ConfigError
 from saeprobe.extract import extract_dataset
-from saeprobe.sae import SAEConfig, build_sae, load_sae, save_sae
+from saeprobe.features import sae_task_docs
+from saeprobe.sae import SAEConfig, build_sae, load_sae, run, save_sae
 from saeprobe.sae.run import LayerData, SAEOutputs, finetune_layer, pretrain_layer
 from saeprobe.store import TokenStore
 
@@ -39,11 +40,11 @@ def layer_data(minilm, tmp_path_factory):
         yield LayerData(store, 2, texts)
 
 
-def finetune(layer_data, pretrained, outputs):
+def finetune(layer_data, pretrained, outputs, max_docs=None):
     return finetune_layer(
         layer_data,
         pretrained=pretrained,
-        cfg=FinetuneConfig(epochs=1, batch_size=32, buffer_tokens=64),
+        cfg=FinetuneConfig(epochs=1, batch_size=32, buffer_tokens=64, max_docs=max_docs),
         model_cfg=MODEL,
         eval_cfg=EVAL,
         seed=0,
@@ -76,6 +77,26 @@ def test_fine_tuning_publishes_the_sae_its_cards_and_its_report_together(layer_d
     assert report["training"]["dead_latents"] == metrics["training"]["dead_latents"] > 0
     assert report["eval"]["fvu"] < report["eval_before_finetune"]["fvu"]
     assert sorted(p.name for p in outputs.folder.iterdir()) == ["cards.parquet", "sae"]
+    assert report["task_docs"] == 18 == sae_task_docs(outputs.folder / "sae")  # every train text
+
+
+def test_fine_tuning_on_a_sample_reads_only_that_many_texts_and_records_it(
+    layer_data, tmp_path, monkeypatch
+):
+    save_sae(build_sae(SAEConfig(d_in=384, d_sae=768, k=8)), tmp_path / "pretrained")
+    seen = set()
+    real = run.shuffled_batches
+
+    def spy(store, layer, docs, *args):
+        seen.update(docs.tolist())
+        return real(store, layer, docs, *args)
+
+    monkeypatch.setattr(run, "shuffled_batches", spy)
+    outputs = SAEOutputs(tmp_path / "tuned", tmp_path / "tuned.json")
+    metrics = finetune(layer_data, tmp_path / "pretrained", outputs, max_docs=5)
+    train = set(layer_data.docs("train").tolist())
+    assert len(seen) == 5 and seen <= train
+    assert metrics["task_docs"] == 5 == sae_task_docs(outputs.folder / "sae")
 
 
 def test_a_failure_before_publishing_leaves_the_previous_outputs(layer_data, tmp_path, monkeypatch):

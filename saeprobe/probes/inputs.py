@@ -52,7 +52,16 @@ def load_representations(
             for pooling in _with_comparisons(cfg.sae_pooling, cfg):
                 X = sp.csr_matrix(features.matrix(variant, pooling)[rows])
                 comparison = pooling != cfg.sae_pooling
-                reps.append(Representation(layer, f"sae_{variant}", X, pooling, comparison))
+                reps.append(
+                    Representation(
+                        layer,
+                        f"sae_{variant}",
+                        X,
+                        pooling,
+                        comparison,
+                        task_docs=features.task_docs[variant],
+                    )
+                )
             reps += mosaic_representations(features, rows, layer, variant, cfg)
     return reps
 
@@ -71,7 +80,15 @@ def mosaic_representations(
             X = sp.csr_matrix((counts > threshold).astype(np.float32))
             pooling = f"top{n}>{threshold:g}"
             reps.append(
-                Representation(layer, f"sae_{variant}", X, pooling, comparison=True, mosaic=True)
+                Representation(
+                    layer,
+                    f"sae_{variant}",
+                    X,
+                    pooling,
+                    comparison=True,
+                    mosaic=True,
+                    task_docs=features.task_docs[variant],
+                )
             )
     return reps
 

@@ -42,6 +42,9 @@ RESULT_SCHEMA = {
     "val_auc": pl.Float64,
     "n_train": pl.Int64,
     "n_test": pl.Int64,
+    # Unlabeled texts of the task the SAE was fine-tuned on (0: hidden states, text or a
+    # pretrained SAE). Above n_train, the SAE probe drew on more of the task than its labels.
+    "sae_task_docs": pl.Int64,
     "params": pl.String,
     "status": pl.String,
     "message": pl.String,
@@ -63,6 +66,7 @@ class Representation:
     pooling: str = ""
     comparison: bool = False
     mosaic: bool = False  # binarized top-n counts, for MOSAIC's classifiers
+    task_docs: int = 0  # the task's texts the SAE was fine-tuned on
 
     @property
     def kind(self) -> str:
@@ -90,6 +94,7 @@ class Setting:
             "representation": rep.name if rep else "",
             "pooling": rep.pooling if rep else "",
             "pooling_comparison": rep.comparison if rep else False,
+            "sae_task_docs": rep.task_docs if rep else 0,
             "method": method,
             "regime": self.regime,
             "level": self.level,

@@ -88,8 +88,10 @@ def publish(
     eval_cfg: SAEEvalConfig,
     outputs: SAEOutputs,
     metrics: dict,
+    sae_meta: dict | None = None,
 ) -> None:
-    """The SAE, its feature cards over the held-out documents and its metrics, together."""
+    """The SAE, its feature cards over the held-out documents and its metrics, together;
+    `sae_meta` goes into the SAE's cfg.json."""
     test_texts = data.texts.filter(pl.col("split") == "test")
     cards = feature_cards(
         sae,
@@ -101,7 +103,8 @@ def publish(
     )
     with atomic_outputs(outputs.folder, outputs.report) as (folder, report):
         folder.mkdir()
-        save_sae(sae, folder / "sae", extra={"layer": data.layer, "model": model_name})
+        meta = {"layer": data.layer, "model": model_name, **(sae_meta or {})}
+        save_sae(sae, folder / "sae", extra=meta)
         cards.write_parquet(folder / "cards.parquet")
         report.write_text(json_text(metrics))
 
@@ -166,6 +169,7 @@ def finetune_layer(
     train_docs, test_docs = data.docs("train"), data.docs("test")
     if len(train_docs) == 0:
         raise ConfigError(f"{data.store.path}: no training documents to fine-tune on")
+    train_docs = sample_docs(train_docs, cfg.max_docs, seed)
     before = reconstruction_metrics(sae, data.one_pass(test_docs))
     test_dead_before = task_dead_latents(sae, data.one_pass(test_docs))
     in_code_before = latents_in_code(sae, data.one_pass(test_docs))
@@ -190,6 +194,7 @@ def finetune_layer(
     dead_before = training.pop("dead_before")
     in_code_after = latents_in_code(sae, data.one_pass(test_docs))
     metrics = {
+        "task_docs": len(train_docs),
         "training": training,
         "dead": {
             # The paper's definition (pre-activation never > 0), on the training tokens ...
@@ -208,6 +213,20 @@ def finetune_layer(
         "width": sae.cfg.d_sae,
     }
     publish(
-        sae, data, model_name=model_cfg.name, eval_cfg=eval_cfg, outputs=outputs, metrics=metrics
+        sae,
+        data,
+        model_name=model_cfg.name,
+        eval_cfg=eval_cfg,
+        outputs=outputs,
+        metrics=metrics,
+        sae_meta={"task_docs": len(train_docs)},
     )
     return metrics
+
+
+def sample_docs(docs: np.ndarray, max_docs: int | None, seed: int) -> np.ndarray:
+    """`docs`, or a seeded sample of `max_docs` of them (in store order)."""
+    if max_docs is None or max_docs >= len(docs):
+        return docs
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(docs, size=max_docs, replace=False))
