@@ -35,7 +35,7 @@ import torch
 from saeprobe import config
 from saeprobe.config import DatasetConfig, ProbeConfig
 from saeprobe.data.prepare import prepare_dataset
-from saeprobe.data.sources import package_dir, sae_probes_dir, sae_probes_tasks
+from saeprobe.data.sources import package_dir, read_csv_zst, sae_probes_dir, sae_probes_tasks
 from saeprobe.errors import Infeasible
 from saeprobe.extract import extract_dataset
 from saeprobe.models import cache_root, load_model
@@ -94,12 +94,17 @@ def pick_tasks(params: dict, n: int, seed: int) -> list[str]:
     used = {cfg.get("task") for cfg in params["datasets"].values()}
     used |= set(params["corpus"]["tasks"])
     ood = {p.name.removesuffix("_OOD.csv.zst") for p in (sae_probes_dir() / "OOD data").iterdir()}
-    candidates = sorted(t for t in sae_probes_tasks() if t not in used)
+    binary = {t for t, path in sae_probes_tasks().items() if is_binary(path)}
+    candidates = sorted(t for t in binary if t not in used)
     rng = np.random.default_rng(seed)
     with_shift = sorted(t for t in candidates if t in ood)
     first = [with_shift[rng.integers(len(with_shift))]] if with_shift and n else []
     rest = [t for t in candidates if t not in first]
     return first + [rest[i] for i in rng.choice(len(rest), size=max(n - 1, 0), replace=False)]
+
+
+def is_binary(path: Path) -> bool:
+    return read_csv_zst(path)["target"].n_unique() == 2
 
 
 def features(params: dict, task: str, layer: int, sae_path: Path, model_holder: dict):

@@ -252,9 +252,15 @@ def _product_fit(name: str, make: Callable[[dict, FitContext], Any]) -> FitFn:
 
 def _mosaic_fit(make: Callable[[dict, FitContext], Any], name: str) -> FitFn:
     """MOSAIC's classifiers (its `ModelTrainer.train_linear_probe` and
-    `train_decision_tree`): a grid search by 2-fold cross-validated accuracy (the first of
-    equal points, as `GridSearchCV` ranks them), refit on all training data. The validation
-    AUC recorded for the quiver is the chosen point's 2-fold out-of-fold AUC."""
+    `train_decision_tree` with `TrainingConfig`'s grids): a grid search by 2-fold
+    cross-validated accuracy (the first of equal points, as `GridSearchCV` ranks them), refit
+    on all training data. The validation AUC recorded for the quiver is the chosen point's
+    2-fold out-of-fold AUC.
+
+    Where MOSAIC's versions differ we take: the linear probe class-weighted (balanced), as
+    its later PyTorch probe weights its loss, but fitted to convergence on the grid rather
+    than by Adam with early stopping; liblinear one-vs-rest on several classes with both
+    penalties, where its scikit-learn version switched to L2-only solvers."""
 
     def fit(X_train, y_train, X_test, ctx: FitContext) -> Fit:
         grid = grid_points(ctx.cfg.grids[name])
