@@ -14,12 +14,17 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m pip install -q -c constraints.txt --no-deps $(SAE_PROBES)
 	touch $@
 
+# make test also checks the SAEs saeprobe writes against the real SAELens.
+$(VENV)/.saelens: $(VENV)/.installed
+	$(PYTHON) -m pip install -q -c constraints.txt torch==2.13.0 -e '.[test,saelens]'
+	touch $@
+
 install: $(VENV)/.installed
 
 repro: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 
-test: install
+test: install $(VENV)/.saelens
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pytest

@@ -7,13 +7,14 @@ from safetensors.torch import save_file
 
 from saeprobe.errors import ConfigError
 from saeprobe.sae import JumpReluSAE, SAEConfig, build_sae, load_sae, save_sae
+from saeprobe.sae.train import input_scale
 
 
 @pytest.mark.parametrize("architecture", ["topk", "relu", "jumprelu"])
 @pytest.mark.parametrize("tied", [False, True])
 def test_save_load_round_trip(tmp_path, architecture, tied):
     torch.manual_seed(0)
-    cfg = SAEConfig(d_in=8, d_sae=24, architecture=architecture, k=3, tied=tied, input_scale=2.5)
+    cfg = SAEConfig(d_in=8, d_sae=24, architecture=architecture, k=3, tied=tied, input_scale=0.25)
     sae = build_sae(cfg)
     with torch.no_grad():
         sae.b_enc.normal_()
@@ -22,7 +23,25 @@ def test_save_load_round_trip(tmp_path, architecture, tied):
     loaded = load_sae(tmp_path / "sae", d_in=8)
     x = torch.randn(10, 8)
     torch.testing.assert_close(loaded(x)[0], sae(x)[0])
-    assert loaded.cfg.input_scale == 2.5 and loaded.cfg.tied == tied
+    assert loaded.cfg.input_scale == 0.25 and loaded.cfg.tied == tied
+    for name, p in sae.state_dict().items():  # a power-of-two scale unfolds exactly
+        assert torch.equal(loaded.state_dict()[name], p), name
+
+
+def test_a_scale_that_is_not_a_power_of_two_still_round_trips_closely(tmp_path):
+    torch.manual_seed(0)
+    sae = build_sae(SAEConfig(d_in=8, d_sae=24, k=3, input_scale=2.5))
+    save_sae(sae, tmp_path / "sae")
+    loaded = load_sae(tmp_path / "sae", d_in=8)
+    x = torch.randn(10, 8) * 3
+    torch.testing.assert_close(loaded.encode(x), sae.encode(x))
+    torch.testing.assert_close(loaded(x)[0], sae(x)[0])
+
+
+def test_training_picks_the_power_of_two_scale_nearest_sqrt_width_over_mean_norm():
+    x = torch.randn(512, 64) * 300.0  # mean norm ~2400: sqrt(64) / 2400 = 2^-8.2
+    assert input_scale(x, 64) == 2.0**-8
+    assert input_scale(x / 300.0, 64) == 1.0
 
 
 def test_loads_a_saelens_folder(tmp_path):

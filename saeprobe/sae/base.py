@@ -4,8 +4,9 @@
     encode(x)   = activation(pre_acts(x))             (B, d_sae), sparse
     decode(z)   = (z @ W_dec + b_dec) / scale         (B, d_in)
 
-`scale` maps activations to a mean norm of sqrt(d_in), so hyper-parameters transfer across
-layers and models; it is saved with the SAE so new data is encoded at the same scale.
+`scale` maps activations to a mean norm near sqrt(d_in) (a power of two, see
+sae.train.input_scale), so hyper-parameters transfer across layers and models; it is saved
+with the SAE, folded into the weights, so new data is encoded at the same scale.
 """
 
 from __future__ import annotations

@@ -1,5 +1,11 @@
-"""Save and load SAEs: saeprobe's own and SAELens folders (cfg.json + sae_weights.safetensors,
-the same key names), and Gemma Scope's params.npz."""
+"""Save and load SAEs: SAELens folders (cfg.json + sae_weights.safetensors), which saeprobe
+writes so that SAELens loads them as they are, and Gemma Scope's params.npz.
+
+saeprobe encodes `(x * s - b_dec) W_enc + b_enc` with an input scale `s`; SAELens has no such
+scale, so a saved folder holds it folded into the weights (`s W_enc`, `b_dec / s`, `W_dec / s`):
+SAELens then gives the same codes and reconstructions on raw activations, and saeprobe
+unfolds the weights on load. Training picks a power of two for `s`, so both are exact.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,11 @@ from saeprobe.sae.topk import TopKSAE
 WEIGHTS = "sae_weights.safetensors"
 # SAELens calls the ReLU + L1 SAE "standard".
 ARCH_NAMES = {"standard": "relu", "relu": "relu", "topk": "topk", "jumprelu": "jumprelu"}
+SAELENS_ARCH = {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu"}
+# The SAELens config format written (>= 6.0: read without its pre-6 key translation).
+SAELENS_FORMAT = "6.0.0"
+# cfg.json's marker that the input scale is folded into the weights.
+FOLDED = "input_scale_folded"
 
 
 def build_sae(cfg: SAEConfig, **kwargs) -> SparseAutoencoder:
@@ -36,27 +47,72 @@ def build_sae(cfg: SAEConfig, **kwargs) -> SparseAutoencoder:
     )
 
 
-def save_sae(sae: SparseAutoencoder, folder: str | Path, extra: dict | None = None) -> None:
+def save_sae(
+    sae: SparseAutoencoder,
+    folder: str | Path,
+    extra: dict | None = None,
+    metadata: dict | None = None,
+) -> None:
+    """Write `sae` as a folder SAELens' `SAE.load_from_disk` reads as it is (the input scale
+    folded into the weights); saeprobe's own fields go into extra cfg.json keys SAELens
+    ignores, `extra` too. `metadata` joins SAELens' metadata block (model_name, hook_name...)."""
     cfg = sae.cfg
-    tensors = {
-        "W_enc": sae.W_enc.detach(),
-        "W_dec": sae.decoder.detach(),
-        "b_enc": sae.b_enc.detach(),
-        "b_dec": sae.b_dec.detach(),
-    }
-    if isinstance(sae, JumpReluSAE):
-        tensors["threshold"] = sae.threshold.detach()
+    tensors = folded_tensors(sae)
     meta = {
-        **cfg.__dict__,
-        "architecture": cfg.architecture,
-        "activation_fn_kwargs": {"k": cfg.k} if cfg.architecture == "topk" else {},
-        "normalize_activations": "constant_scale" if cfg.input_scale != 1.0 else "none",
+        # SAELens' fields
+        "d_in": cfg.d_in,
+        "d_sae": cfg.d_sae,
         "dtype": "float32",
+        "device": "cpu",
+        "architecture": SAELENS_ARCH[cfg.architecture],
+        "apply_b_dec_to_input": cfg.apply_b_dec_to_input,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        "metadata": {
+            "sae_lens_version": SAELENS_FORMAT,
+            "model_name": cfg.model,
+            **sae_lens_hook(cfg.layer),
+            **(metadata or {}),
+        },
+        # saeprobe's
+        "k": cfg.k,
+        "tied": cfg.tied,
+        "input_scale": cfg.input_scale,
+        FOLDED: True,
+        "layer": cfg.layer,
+        "model": cfg.model,
         **(extra or {}),
     }
+    if cfg.architecture == "topk":
+        meta["rescale_acts_by_decoder_norm"] = False
     with atomic_dir(folder) as tmp:
-        save_file({k: v.float().contiguous().cpu() for k, v in tensors.items()}, tmp / WEIGHTS)
+        save_file(tensors, tmp / WEIGHTS)
         (tmp / "cfg.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def folded_tensors(sae: SparseAutoencoder) -> dict[str, torch.Tensor]:
+    """SAELens' tensors of `sae`: its input scale folded into the weights."""
+    s = float(sae.cfg.input_scale)
+    tensors = {
+        "W_enc": sae.W_enc.detach() * s,
+        "W_dec": sae.decoder.detach() / s,
+        "b_enc": sae.b_enc.detach(),
+        "b_dec": sae.b_dec.detach() / s,
+    }
+    if isinstance(sae, JumpReluSAE):
+        tensors["threshold"] = sae.threshold.detach()  # on pre-activations, which folding keeps
+    return {k: v.float().contiguous().cpu() for k, v in tensors.items()}
+
+
+def sae_lens_hook(layer: int | None) -> dict:
+    """Where the SAE reads the model, in SAELens' metadata: the hidden-state index saeprobe
+    uses (Hugging Face's `hidden_states[layer]`: the embedding at 0, block `layer - 1`'s
+    output after) and TransformerLens' name for it. The last index is after the final norm in
+    Hugging Face models, which TransformerLens calls `ln_final.hook_normalized`."""
+    if layer is None:
+        return {}
+    hook = "blocks.0.hook_resid_pre" if layer == 0 else f"blocks.{layer - 1}.hook_resid_post"
+    return {"hook_name": hook, "hook_head_index": None, "hf_hidden_states_index": layer}
 
 
 def load_sae(path: str | Path, d_in: int | None = None) -> SparseAutoencoder:
@@ -89,6 +145,7 @@ def _load_folder(path: Path) -> SparseAutoencoder:
     if arch is None:
         raise ConfigError(f"{cfg_file}: unknown architecture '{raw.get('architecture')}'")
     k = raw.get("k") or (raw.get("activation_fn_kwargs") or {}).get("k") or 1
+    scale = float(raw.get("input_scale", 1.0))
     cfg = SAEConfig(
         d_in=int(raw["d_in"]),
         d_sae=int(raw["d_sae"]),
@@ -96,11 +153,23 @@ def _load_folder(path: Path) -> SparseAutoencoder:
         k=int(k),
         tied=bool(raw.get("tied", False)),
         apply_b_dec_to_input=bool(raw.get("apply_b_dec_to_input", True)),
-        input_scale=float(raw.get("input_scale", 1.0)),
+        input_scale=scale,
         layer=raw.get("layer"),
         model=raw.get("model"),
     )
+    if raw.get(FOLDED):
+        tensors = unfold(tensors, scale)
     return _fill(build_sae(cfg), tensors, str(weights))
+
+
+def unfold(tensors: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
+    """saeprobe's tensors from SAELens' folded ones (exact for a power-of-two scale)."""
+    out = dict(tensors)
+    out["W_enc"] = out["W_enc"] / scale
+    for key in ("W_dec", "b_dec"):
+        if key in out:
+            out[key] = out[key] * scale
+    return out
 
 
 def _load_gemma_scope(npz: Path) -> SparseAutoencoder:

@@ -104,7 +104,8 @@ def publish(
     with atomic_outputs(outputs.folder, outputs.report) as (folder, report):
         folder.mkdir()
         meta = {"layer": data.layer, "model": model_name, **(sae_meta or {})}
-        save_sae(sae, folder / "sae", extra=meta)
+        saelens = {"context_size": data.store.max_length, "prepend_bos": True}
+        save_sae(sae, folder / "sae", extra=meta, metadata=saelens)
         cards.write_parquet(folder / "cards.parquet")
         report.write_text(json_text(metrics))
 

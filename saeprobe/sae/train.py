@@ -19,7 +19,7 @@ from saeprobe.sae.io import build_sae
 def new_sae(cfg: SAETrainConfig, d_in: int, sample: np.ndarray, layer: int, model: str):
     """An SAE whose input scale and decoder bias come from a sample of the training data."""
     x = torch.from_numpy(sample)
-    scale = math.sqrt(d_in) / float(x.norm(dim=1).mean()) if cfg.normalize else 1.0
+    scale = input_scale(x, d_in) if cfg.normalize else 1.0
     sae_cfg = SAEConfig(
         d_in=d_in,
         d_sae=d_in * cfg.expansion,
@@ -46,6 +46,12 @@ def new_sae(cfg: SAETrainConfig, d_in: int, sample: np.ndarray, layer: int, mode
     with torch.no_grad():
         sae.b_dec.copy_((x * scale).mean(0))
     return sae
+
+
+def input_scale(x: torch.Tensor, d_in: int) -> float:
+    """The power of two nearest to sqrt(d_in) / mean norm: it brings the mean norm within a
+    factor sqrt(2) of sqrt(d_in), and folds into the saved weights exactly (see sae.io)."""
+    return 2.0 ** round(math.log2(math.sqrt(d_in) / float(x.norm(dim=1).mean())))
 
 
 def annealed_k(cfg: SAETrainConfig, frac: float) -> int:

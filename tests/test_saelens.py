@@ -1,0 +1,127 @@
+"""SAEs move both ways between saeprobe and SAELens, checked against the real library."""
+
+import json
+
+import numpy as np
+import pytest
+import sae_lens
+import torch
+
+from saeprobe.config import SAETrainConfig
+from saeprobe.sae import load_sae, save_sae
+from saeprobe.sae.export import export_saelens, main
+from saeprobe.sae.train import new_sae, train_sae
+
+D_IN, D_SAE = 32, 1024
+SAELENS = {
+    "standard": (sae_lens.StandardSAE, sae_lens.StandardSAEConfig, {}),
+    "topk": (sae_lens.TopKSAE, sae_lens.TopKSAEConfig, {"k": 16}),
+    "jumprelu": (sae_lens.JumpReLUSAE, sae_lens.JumpReLUSAEConfig, {}),
+}
+
+
+def random_saelens(architecture: str):
+    sae_cls, cfg_cls, extra = SAELENS[architecture]
+    torch.manual_seed(0)
+    sae = sae_cls(cfg_cls(d_in=D_IN, d_sae=D_SAE, **extra))
+    with torch.no_grad():
+        for name, p in sae.named_parameters():
+            p.copy_(torch.randn_like(p) * (0.2 if name.startswith("W") else 0.5))
+        if architecture == "jumprelu":
+            sae.threshold.copy_(torch.rand(D_SAE) * 0.3)
+    return sae
+
+
+def same_outputs(ours, theirs, x: torch.Tensor) -> None:
+    """Codes and reconstructions of both on the same raw activations, max |d| <= 1e-5."""
+    with torch.no_grad():
+        z_ours, z_theirs = ours.encode(x), theirs.encode(x)
+        assert (z_ours > 0).sum() > 0, "a test where no latent fires checks nothing"
+        assert (z_ours - z_theirs).abs().max() <= 1e-5
+        x_ours, x_theirs = ours.decode(z_ours), theirs.decode(z_theirs)
+        assert (x_ours - x_theirs).abs().max() <= 1e-5 * x_theirs.abs().max().clamp_min(1.0)
+
+
+@pytest.mark.parametrize("architecture", ["standard", "topk", "jumprelu"])
+def test_saelens_saeprobe_saelens_round_trip_keeps_codes_and_reconstructions(
+    tmp_path, architecture
+):
+    original = random_saelens(architecture)
+    original.save_model(tmp_path / "saelens")
+    ours = load_sae(tmp_path / "saelens", d_in=D_IN)
+    save_sae(ours, tmp_path / "saeprobe")
+    back = sae_lens.SAE.load_from_disk(tmp_path / "saeprobe")
+    assert type(back) is type(original)
+    x = torch.randn(64, D_IN)
+    same_outputs(ours, original, x)
+    same_outputs(ours, back, x)
+    for name, p in original.state_dict().items():
+        assert torch.equal(back.state_dict()[name], p), name
+
+
+def trained_tiny_sae(architecture: str = "topk", tied: bool = False):
+    """A pipeline-trained SAE on activations of norm ~100: its input scale is not 1."""
+    rng = np.random.default_rng(0)
+    data = (rng.normal(size=(4096, D_IN)) * 18 + rng.normal(size=D_IN) * 5).astype(np.float32)
+    cfg = SAETrainConfig(
+        architecture=architecture, expansion=8, k=8, k_start=16, tied=tied, aux_k=16,
+        batch_size=256, train_tokens=4096 * 2, dead_tokens=2048, lr=1e-3,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    sae = new_sae(cfg, D_IN, data[:1024], layer=3, model="tiny")
+    batches = (torch.from_numpy(data[i : i + 256]) for _ in range(2) for i in range(0, 4096, 256))
+    train_sae(sae, batches, cfg, progress=False)
+    return sae, torch.from_numpy(data[:128])
+
+
+@pytest.mark.parametrize("architecture,tied", [("topk", False), ("topk", True), ("relu", False)])
+def test_a_pipeline_trained_sae_loads_in_saelens_with_the_same_codes(tmp_path, architecture, tied):
+    sae, x = trained_tiny_sae(architecture, tied)
+    assert sae.cfg.input_scale not in (0.0, 1.0)
+    save_sae(sae, tmp_path / "sae")
+    theirs = sae_lens.SAE.load_from_disk(tmp_path / "sae")
+    assert theirs.cfg.normalize_activations == "none"
+    same_outputs(sae, theirs, x)
+    # ... and saeprobe reads back exactly what it wrote
+    reloaded = load_sae(tmp_path / "sae", d_in=D_IN)
+    assert reloaded.cfg.input_scale == sae.cfg.input_scale
+    for name, p in sae.state_dict().items():
+        assert torch.equal(reloaded.state_dict()[name], p), name
+
+
+def test_saved_folders_name_the_model_and_hook_for_saelens(tmp_path):
+    sae, _ = trained_tiny_sae()
+    save_sae(sae, tmp_path / "sae", metadata={"context_size": 128})
+    theirs = sae_lens.SAE.load_from_disk(tmp_path / "sae")
+    assert theirs.cfg.metadata.model_name == "tiny"
+    assert theirs.cfg.metadata.hook_name == "blocks.2.hook_resid_post"  # hidden_states[3]
+    assert theirs.cfg.metadata.hf_hidden_states_index == 3
+    assert theirs.cfg.metadata.context_size == 128
+
+
+def test_export_writes_a_saelens_folder_of_an_older_saeprobe_folder(tmp_path, capsys):
+    sae, x = trained_tiny_sae()
+    # an SAE saved before folding: unfolded weights and SAELens' rejected 'constant_scale'
+    old = tmp_path / "old"
+    save_sae(sae, old)
+    cfg = json.loads((old / "cfg.json").read_text())
+    legacy = {k: v for k, v in cfg.items() if k not in ("input_scale_folded", "metadata")}
+    legacy["normalize_activations"] = "constant_scale"
+    (old / "cfg.json").write_text(json.dumps(legacy))
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().clone() for k, v in sae.state_dict().items() if k != "scale"}
+    save_file(state, old / "sae_weights.safetensors")
+    with pytest.raises(ValueError, match="normalize_activations"):
+        sae_lens.SAE.load_from_disk(old)
+
+    main([str(old), str(tmp_path / "exported"), "--model-name", "tiny-lm", "--context-size", "64"])
+    assert "load_from_disk" in capsys.readouterr().out
+    theirs = sae_lens.SAE.load_from_disk(tmp_path / "exported")
+    assert theirs.cfg.metadata.model_name == "tiny-lm"
+    assert theirs.cfg.metadata.context_size == 64
+    same_outputs(sae, theirs, x)
+    assert export_saelens(old, tmp_path / "again", layer=5).name == "again"
+    assert json.loads((tmp_path / "again/cfg.json").read_text())["metadata"]["hook_name"] == (
+        "blocks.4.hook_resid_post"
+    )
