@@ -1,4 +1,5 @@
-"""SAEs move both ways between saeprobe and SAELens, checked against the real library."""
+"""SAEs move both ways between saeprobe and SAELens, checked against the real library
+(`make test` installs it: the `saelens` extra)."""
 
 import json
 
@@ -6,9 +7,11 @@ import numpy as np
 import pytest
 import sae_lens
 import torch
+from safetensors.torch import save_file
 
 from saeprobe.config import SAETrainConfig
-from saeprobe.sae import load_sae, save_sae
+from saeprobe.errors import ConfigError
+from saeprobe.sae import SAEConfig, build_sae, load_sae, save_sae
 from saeprobe.sae.export import export_saelens, main
 from saeprobe.sae.train import new_sae, train_sae
 
@@ -55,7 +58,7 @@ def test_saelens_saeprobe_saelens_round_trip_keeps_codes_and_reconstructions(
     x = torch.randn(64, D_IN)
     same_outputs(ours, original, x)
     same_outputs(ours, back, x)
-    for name, p in original.state_dict().items():
+    for name, p in original.named_parameters():
         assert torch.equal(back.state_dict()[name], p), name
 
 
@@ -85,8 +88,26 @@ def test_a_pipeline_trained_sae_loads_in_saelens_with_the_same_codes(tmp_path, a
     # ... and saeprobe reads back exactly what it wrote
     reloaded = load_sae(tmp_path / "sae", d_in=D_IN)
     assert reloaded.cfg.input_scale == sae.cfg.input_scale
-    for name, p in sae.state_dict().items():
+    for name, p in sae.named_parameters():
         assert torch.equal(reloaded.state_dict()[name], p), name
+
+
+@pytest.mark.parametrize("architecture", ["jumprelu", "topk"])
+def test_scaled_saes_without_b_dec_on_the_input_match_saelens(tmp_path, architecture):
+    torch.manual_seed(3)
+    cfg = SAEConfig(
+        d_in=D_IN, d_sae=256, architecture=architecture, k=12, input_scale=2.0**-5,
+        apply_b_dec_to_input=False,
+    )  # fmt: skip
+    sae = build_sae(cfg)
+    with torch.no_grad():
+        sae.b_enc.normal_(0, 0.3)
+        sae.b_dec.normal_(0, 3.0)
+        if architecture == "jumprelu":
+            sae.threshold.uniform_(-0.5, 0.5)  # negative thresholds: a ReLU still applies
+    save_sae(sae, tmp_path / "sae")
+    theirs = sae_lens.SAE.load_from_disk(tmp_path / "sae")
+    same_outputs(sae, theirs, torch.randn(64, D_IN) * 40)
 
 
 def test_saved_folders_name_the_model_and_hook_for_saelens(tmp_path):
@@ -99,29 +120,73 @@ def test_saved_folders_name_the_model_and_hook_for_saelens(tmp_path):
     assert theirs.cfg.metadata.context_size == 128
 
 
+def test_a_published_sae_gets_the_layer_and_model_it_is_used_at(tmp_path):
+    published = random_saelens("topk")  # SAELens folders need not name a layer or model
+    published.save_model(tmp_path / "published")
+    sae = load_sae(tmp_path / "published", d_in=D_IN)
+    save_sae(sae, tmp_path / "sae", extra={"layer": 6, "model": "gemma3-270m"}, n_layers=18)
+    metadata = sae_lens.SAE.load_from_disk(tmp_path / "sae").cfg.metadata
+    assert metadata.model_name == "gemma3-270m"
+    assert metadata.hook_name == "blocks.5.hook_resid_post"
+
+
+def test_the_last_hidden_state_gets_no_transformerlens_hook(tmp_path):
+    sae = build_sae(SAEConfig(d_in=D_IN, d_sae=64, k=4, layer=18, model="gemma3-270m"))
+    save_sae(sae, tmp_path / "sae", n_layers=18)  # after the final norm: no hook matches
+    metadata = json.loads((tmp_path / "sae/cfg.json").read_text())["metadata"]
+    assert "hook_name" not in metadata and metadata["hf_hidden_states_index"] == 18
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("rescale_acts_by_decoder_norm", True),
+        ("normalize_activations", "layer_norm"),
+        ("reshape_activations", "hook_z"),
+    ],
+)
+def test_saelens_options_saeprobe_would_encode_differently_are_refused(tmp_path, key, value):
+    random_saelens("topk").save_model(tmp_path / "sae")
+    cfg = json.loads((tmp_path / "sae/cfg.json").read_text())
+    cfg[key] = value
+    (tmp_path / "sae/cfg.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match=key):
+        load_sae(tmp_path / "sae")
+
+
+def legacy_folder(sae, folder):
+    """An SAE as earlier saeprobe versions wrote it: unfolded weights, 'constant_scale'."""
+    folder.mkdir()
+    cfg = sae.cfg
+    legacy = {
+        "activation_fn_kwargs": {"k": cfg.k}, "apply_b_dec_to_input": True,
+        "architecture": cfg.architecture, "d_in": cfg.d_in, "d_sae": cfg.d_sae,
+        "dtype": "float32", "input_scale": cfg.input_scale, "k": cfg.k, "layer": cfg.layer,
+        "model": cfg.model, "normalize_activations": "constant_scale", "tied": cfg.tied,
+        "task_docs": 77,
+    }  # fmt: skip
+    (folder / "cfg.json").write_text(json.dumps(legacy))
+    names = ("W_enc", "W_dec", "b_enc", "b_dec")
+    state = {n: getattr(sae, n).detach().clone().contiguous() for n in names}
+    save_file(state, folder / "sae_weights.safetensors")
+
+
 def test_export_writes_a_saelens_folder_of_an_older_saeprobe_folder(tmp_path, capsys):
     sae, x = trained_tiny_sae()
-    # an SAE saved before folding: unfolded weights and SAELens' rejected 'constant_scale'
-    old = tmp_path / "old"
-    save_sae(sae, old)
-    cfg = json.loads((old / "cfg.json").read_text())
-    legacy = {k: v for k, v in cfg.items() if k not in ("input_scale_folded", "metadata")}
-    legacy["normalize_activations"] = "constant_scale"
-    (old / "cfg.json").write_text(json.dumps(legacy))
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().clone() for k, v in sae.state_dict().items() if k != "scale"}
-    save_file(state, old / "sae_weights.safetensors")
+    legacy_folder(sae, tmp_path / "old")
     with pytest.raises(ValueError, match="normalize_activations"):
-        sae_lens.SAE.load_from_disk(old)
+        sae_lens.SAE.load_from_disk(tmp_path / "old")
+    for name, p in load_sae(tmp_path / "old").named_parameters():
+        assert torch.equal(p, dict(sae.named_parameters())[name]), name
 
-    main([str(old), str(tmp_path / "exported"), "--model-name", "tiny-lm", "--context-size", "64"])
+    main([str(tmp_path / "old"), str(tmp_path / "new"), "--model-name", "tiny-lm"])
     assert "load_from_disk" in capsys.readouterr().out
-    theirs = sae_lens.SAE.load_from_disk(tmp_path / "exported")
+    theirs = sae_lens.SAE.load_from_disk(tmp_path / "new")
     assert theirs.cfg.metadata.model_name == "tiny-lm"
-    assert theirs.cfg.metadata.context_size == 64
     same_outputs(sae, theirs, x)
-    assert export_saelens(old, tmp_path / "again", layer=5).name == "again"
-    assert json.loads((tmp_path / "again/cfg.json").read_text())["metadata"]["hook_name"] == (
-        "blocks.4.hook_resid_post"
-    )
+    exported = json.loads((tmp_path / "new/cfg.json").read_text())
+    assert exported["task_docs"] == 77  # the fine-tuning record travels with the SAE
+    export_saelens(tmp_path / "old", tmp_path / "again", layer=5, context_size=64)
+    metadata = json.loads((tmp_path / "again/cfg.json").read_text())["metadata"]
+    assert metadata["hook_name"] == "blocks.4.hook_resid_post"
+    assert metadata["context_size"] == 64

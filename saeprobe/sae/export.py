@@ -5,15 +5,20 @@
 
 The pipeline's own SAE folders are already SAELens folders; exporting adds what a SAELens
 user wants beside them (the model's name as TransformerLens knows it, the context size)
-and converts Gemma Scope params.npz files and older saeprobe folders.
+and converts Gemma Scope params.npz files and older saeprobe folders. The default model is
+Gemma 3 270M dequantized from its Q4_K_M GGUF: its activations are close to, not equal to,
+those of the unquantized weights a hub name points to.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from saeprobe.sae.io import load_sae, save_sae
+
+RECORD_KEYS = ("task_docs",)
 
 
 def export_saelens(
@@ -29,11 +34,20 @@ def export_saelens(
     sae = load_sae(source)
     if layer is not None:
         sae.cfg.layer = layer
-    metadata = {"model_name": model_name or sae.cfg.model, "exported_from": str(source)}
+    metadata = {"model_name": model_name or sae.cfg.model}
     if context_size is not None:
         metadata["context_size"] = context_size
-    save_sae(sae, dest, metadata=metadata)
+    save_sae(sae, dest, extra=kept_record(Path(source)), metadata=metadata)
     return Path(dest)
+
+
+def kept_record(source: Path) -> dict:
+    """What the pipeline recorded beside the weights (the fine-tuning's task_docs)."""
+    cfg_file = source / "cfg.json"
+    if not cfg_file.exists():
+        return {}
+    raw = json.loads(cfg_file.read_text())
+    return {key: raw[key] for key in RECORD_KEYS if key in raw}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -52,12 +52,23 @@ def save_sae(
     folder: str | Path,
     extra: dict | None = None,
     metadata: dict | None = None,
+    n_layers: int | None = None,
 ) -> None:
     """Write `sae` as a folder SAELens' `SAE.load_from_disk` reads as it is (the input scale
     folded into the weights); saeprobe's own fields go into extra cfg.json keys SAELens
-    ignores, `extra` too. `metadata` joins SAELens' metadata block (model_name, hook_name...)."""
+    ignores, `extra` too (its `layer` and `model` override the SAE's). `metadata` joins
+    SAELens' metadata block (model_name, hook_name, ...); `n_layers`, the model's block
+    count, tells whether the layer is the last one, which has no TransformerLens hook."""
     cfg = sae.cfg
-    tensors = folded_tensors(sae)
+    ours = {
+        "k": cfg.k,
+        "tied": cfg.tied,
+        "input_scale": cfg.input_scale,
+        FOLDED: True,
+        "layer": cfg.layer,
+        "model": cfg.model,
+        **(extra or {}),
+    }
     meta = {
         # SAELens' fields
         "d_in": cfg.d_in,
@@ -70,23 +81,18 @@ def save_sae(
         "reshape_activations": "none",
         "metadata": {
             "sae_lens_version": SAELENS_FORMAT,
-            "model_name": cfg.model,
-            **sae_lens_hook(cfg.layer),
+            "sae_lens_training_version": None,  # trained by saeprobe, not SAELens
+            "model_name": ours["model"],
+            **sae_lens_hook(ours["layer"], n_layers),
             **(metadata or {}),
         },
         # saeprobe's
-        "k": cfg.k,
-        "tied": cfg.tied,
-        "input_scale": cfg.input_scale,
-        FOLDED: True,
-        "layer": cfg.layer,
-        "model": cfg.model,
-        **(extra or {}),
+        **ours,
     }
     if cfg.architecture == "topk":
         meta["rescale_acts_by_decoder_norm"] = False
     with atomic_dir(folder) as tmp:
-        save_file(tensors, tmp / WEIGHTS)
+        save_file(folded_tensors(sae), tmp / WEIGHTS)
         (tmp / "cfg.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
@@ -104,15 +110,19 @@ def folded_tensors(sae: SparseAutoencoder) -> dict[str, torch.Tensor]:
     return {k: v.float().contiguous().cpu() for k, v in tensors.items()}
 
 
-def sae_lens_hook(layer: int | None) -> dict:
-    """Where the SAE reads the model, in SAELens' metadata: the hidden-state index saeprobe
-    uses (Hugging Face's `hidden_states[layer]`: the embedding at 0, block `layer - 1`'s
-    output after) and TransformerLens' name for it. The last index is after the final norm in
-    Hugging Face models, which TransformerLens calls `ln_final.hook_normalized`."""
+def sae_lens_hook(layer: int | None, n_layers: int | None = None) -> dict:
+    """Where the SAE reads the model, in SAELens' metadata: the index into Hugging Face's
+    `hidden_states` that saeprobe uses (0: the embedding; L: the output of block L - 1), and
+    TransformerLens' name for it. The last index (`n_layers`) comes after the final norm,
+    which no TransformerLens hook matches, so it gets no `hook_name`."""
     if layer is None:
         return {}
-    hook = "blocks.0.hook_resid_pre" if layer == 0 else f"blocks.{layer - 1}.hook_resid_post"
-    return {"hook_name": hook, "hook_head_index": None, "hf_hidden_states_index": layer}
+    out = {"hf_hidden_states_index": layer, "hook_head_index": None}
+    if n_layers is None or layer < n_layers:
+        out["hook_name"] = (
+            "blocks.0.hook_resid_pre" if layer == 0 else f"blocks.{layer - 1}.hook_resid_post"
+        )
+    return out
 
 
 def load_sae(path: str | Path, d_in: int | None = None) -> SparseAutoencoder:
@@ -144,6 +154,7 @@ def _load_folder(path: Path) -> SparseAutoencoder:
     arch = ARCH_NAMES.get(str(raw.get("architecture", "standard")))
     if arch is None:
         raise ConfigError(f"{cfg_file}: unknown architecture '{raw.get('architecture')}'")
+    check_supported(raw, cfg_file)
     k = raw.get("k") or (raw.get("activation_fn_kwargs") or {}).get("k") or 1
     scale = float(raw.get("input_scale", 1.0))
     cfg = SAEConfig(
@@ -160,6 +171,32 @@ def _load_folder(path: Path) -> SparseAutoencoder:
     if raw.get(FOLDED):
         tensors = unfold(tensors, scale)
     return _fill(build_sae(cfg), tensors, str(weights))
+
+
+# SAELens options saeprobe does not implement, with the value that means "off". An SAE that
+# uses one would encode differently here, so loading it is refused rather than approximated.
+UNSUPPORTED = {
+    "rescale_acts_by_decoder_norm": False,
+    "reshape_activations": "none",
+    "finetuning_scaling_factor": False,
+}
+# "constant_scale": folders written by earlier saeprobe versions (unfolded, with input_scale).
+NORMALIZATIONS = (None, "none", "constant_scale")
+
+
+def check_supported(raw: dict, cfg_file: Path) -> None:
+    norm = raw.get("normalize_activations")
+    if norm not in NORMALIZATIONS:
+        raise ConfigError(
+            f"{cfg_file}: normalize_activations '{norm}' is not supported; saeprobe reads SAEs "
+            "whose inputs are raw activations ('none')"
+        )
+    for key, off in UNSUPPORTED.items():
+        if raw.get(key, off) not in (off, None):
+            raise ConfigError(
+                f"{cfg_file}: {key} {raw[key]!r} is not supported (expected {off!r}); saeprobe "
+                "would encode this SAE differently from SAELens"
+            )
 
 
 def unfold(tensors: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:

@@ -16,4 +16,5 @@ class JumpReluSAE(SparseAutoencoder):
         self.threshold = nn.Parameter(torch.zeros(cfg.d_sae))
 
     def activation(self, pre: Tensor) -> Tensor:
-        return pre * (pre > self.threshold)
+        # The ReLU matters only for a negative threshold; SAELens applies it too.
+        return pre.relu() * (pre > self.threshold)

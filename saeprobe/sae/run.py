@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM
 
 from saeprobe.config import FinetuneConfig, ModelConfig, SAEEvalConfig, SAETrainConfig
 from saeprobe.errors import ConfigError
 from saeprobe.io import atomic_outputs, json_text
-from saeprobe.models import is_causal_lm, load_model
+from saeprobe.models import is_causal_lm, load_model, resolve_model_path
 from saeprobe.sae.base import SparseAutoencoder
 from saeprobe.sae.cards import feature_cards
 from saeprobe.sae.evaluate import ce_loss_recovered, reconstruction_metrics
@@ -84,14 +84,14 @@ def publish(
     sae: SparseAutoencoder,
     data: LayerData,
     *,
-    model_name: str,
+    model_cfg: ModelConfig,
     eval_cfg: SAEEvalConfig,
     outputs: SAEOutputs,
     metrics: dict,
     sae_meta: dict | None = None,
 ) -> None:
-    """The SAE, its feature cards over the held-out documents and its metrics, together;
-    `sae_meta` goes into the SAE's cfg.json."""
+    """The SAE (a SAELens folder), its feature cards over the held-out documents and its
+    metrics, together; `sae_meta` goes into the SAE's cfg.json."""
     test_texts = data.texts.filter(pl.col("split") == "test")
     cards = feature_cards(
         sae,
@@ -103,11 +103,19 @@ def publish(
     )
     with atomic_outputs(outputs.folder, outputs.report) as (folder, report):
         folder.mkdir()
-        meta = {"layer": data.layer, "model": model_name, **(sae_meta or {})}
+        meta = {"layer": data.layer, "model": model_cfg.name, **(sae_meta or {})}
         saelens = {"context_size": data.store.max_length, "prepend_bos": True}
-        save_sae(sae, folder / "sae", extra=meta, metadata=saelens)
+        n_layers = model_layers(model_cfg)
+        save_sae(sae, folder / "sae", extra=meta, metadata=saelens, n_layers=n_layers)
         cards.write_parquet(folder / "cards.parquet")
         report.write_text(json_text(metrics))
+
+
+def model_layers(cfg: ModelConfig) -> int:
+    """The model's block count, read from its config alone."""
+    config = AutoConfig.from_pretrained(resolve_model_path(cfg))
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return int(config.num_hidden_layers)
 
 
 def pretrain_layer(
@@ -141,9 +149,7 @@ def pretrain_layer(
         "eval": evaluate(sae, data, eval_docs, model_cfg=model_cfg, eval_cfg=eval_cfg),
         "width": sae.cfg.d_sae,
     }
-    publish(
-        sae, data, model_name=model_cfg.name, eval_cfg=eval_cfg, outputs=outputs, metrics=metrics
-    )
+    publish(sae, data, model_cfg=model_cfg, eval_cfg=eval_cfg, outputs=outputs, metrics=metrics)
     return metrics
 
 
@@ -216,7 +222,7 @@ def finetune_layer(
     publish(
         sae,
         data,
-        model_name=model_cfg.name,
+        model_cfg=model_cfg,
         eval_cfg=eval_cfg,
         outputs=outputs,
         metrics=metrics,
