@@ -190,3 +190,28 @@ def test_export_writes_a_saelens_folder_of_an_older_saeprobe_folder(tmp_path, ca
     metadata = json.loads((tmp_path / "again/cfg.json").read_text())["metadata"]
     assert metadata["hook_name"] == "blocks.4.hook_resid_post"
     assert metadata["context_size"] == 64
+
+
+def test_the_check_command_compares_every_sae_under_a_folder_on_stored_tokens(tmp_path, capsys):
+    from saeprobe.store import TokenStoreWriter
+
+    sae, x = trained_tiny_sae()  # layer 3
+    save_sae(sae, tmp_path / "sae/L3/pretrained/sae")
+    save_sae(sae, tmp_path / "sae/L3/spam/sae")
+    writer = TokenStoreWriter(tmp_path / "tokens.h5", [3], D_IN, "float32", {"max_length": 32})
+    n = len(x)
+    writer.append(
+        ["doc"],
+        [n],
+        np.zeros(n, np.int32),
+        np.arange(1, n + 1, dtype=np.int32),
+        np.zeros((n, 2), np.int32),
+        {3: x},
+    )
+    writer.close()
+    main(["--check", str(tmp_path / "sae"), "--activations", str(tmp_path / "tokens.h5")])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2, lines
+    for line in lines:
+        codes = float(line.split("max |codes d| ")[1].split(",")[0])
+        assert codes <= 1e-5, line

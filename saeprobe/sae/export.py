@@ -2,6 +2,7 @@
 
     python -m saeprobe.sae.export data/sae/L6/pretrained/sae exported/gemma3-l6
     python -m saeprobe.sae.export data/sae/L12/spam/sae exported/spam-l12 --model-name gemma-3-270m
+    python -m saeprobe.sae.export --check data/sae --activations data/activations/spam/tokens.h5
 
 The pipeline's own SAE folders are already SAELens folders; exporting adds what a SAELens
 user wants beside them (the model's name as TransformerLens knows it, the context size)
@@ -16,7 +17,11 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
+from saeprobe.errors import ConfigError
 from saeprobe.sae.io import load_sae, save_sae
+from saeprobe.store import TokenStore
 
 RECORD_KEYS = ("task_docs",)
 
@@ -50,14 +55,62 @@ def kept_record(source: Path) -> dict:
     return {key: raw[key] for key in RECORD_KEYS if key in raw}
 
 
+def check_saelens(folder: str | Path, x: torch.Tensor) -> dict[str, float]:
+    """Load `folder` in saeprobe and in SAELens (the `saelens` extra) and compare both on the
+    raw activations `x`: max |difference| of the codes and of the reconstructions."""
+    import sae_lens
+
+    ours = load_sae(folder)
+    theirs = sae_lens.SAE.load_from_disk(folder)
+    with torch.no_grad():
+        z_ours, z_theirs = ours.encode(x), theirs.encode(x)
+        recon = (ours.decode(z_ours) - theirs.decode(z_theirs)).abs().max()
+        return {
+            "codes": float((z_ours - z_theirs).abs().max()),
+            "reconstructions": float(recon),
+            "active": float((z_ours > 0).sum(-1).float().mean()),
+        }
+
+
+def check_all(root: Path, activations: Path, tokens: int) -> list[tuple[Path, dict]]:
+    """`check_saelens` for every SAE folder under `root`, on the first `tokens` tokens of
+    its layer in the token store `activations`."""
+    folders = sorted(p.parent for p in root.rglob("cfg.json"))
+    if not folders:
+        raise ConfigError(f"{root}: no SAE folder (cfg.json) under it")
+    results = []
+    with TokenStore(activations) as store:
+        for folder in folders:
+            layer = json.loads((folder / "cfg.json").read_text()).get("layer")
+            if layer not in store.layers:
+                raise ConfigError(f"{folder}: its layer {layer} is not in {activations}")
+            x = torch.from_numpy(store.read(layer, slice(0, tokens))).float()
+            results.append((folder, check_saelens(folder, x)))
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source", type=Path, help="an SAE folder or Gemma Scope params.npz")
-    parser.add_argument("dest", type=Path, help="the SAELens folder to write")
+    parser.add_argument("source", nargs="?", type=Path, help="an SAE folder or params.npz")
+    parser.add_argument("dest", nargs="?", type=Path, help="the SAELens folder to write")
     parser.add_argument("--model-name", help="model name for SAELens' metadata")
     parser.add_argument("--layer", type=int, help="hidden-state index the SAE reads")
     parser.add_argument("--context-size", type=int, help="tokens per document it was trained on")
+    parser.add_argument("--check", type=Path, help="compare every SAE under this folder ...")
+    parser.add_argument("--activations", type=Path, help="... on this token store's tokens")
+    parser.add_argument("--tokens", type=int, default=4096)
     args = parser.parse_args(argv)
+    if args.check:
+        if not args.activations:
+            parser.error("--check needs --activations (a tokens.h5 of the pipeline)")
+        for folder, diff in check_all(args.check, args.activations, args.tokens):
+            print(
+                f"{folder}: max |codes d| {diff['codes']:.3g}, max |reconstruction d| "
+                f"{diff['reconstructions']:.3g} (mean L0 {diff['active']:.1f})"
+            )
+        return
+    if not (args.source and args.dest):
+        parser.error("give SOURCE and DEST, or --check")
     folder = export_saelens(
         args.source,
         args.dest,
