@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 from saeprobe.config import SAETrainConfig
 from saeprobe.errors import ConfigError
 from saeprobe.sae import SAEConfig, build_sae, load_sae, save_sae
-from saeprobe.sae.export import export_saelens, main
 from saeprobe.sae.train import new_sae, train_sae
+from saeprobe.saelens import export_saelens, main
 
 D_IN, D_SAE = 32, 1024
 SAELENS = {

@@ -1,8 +1,9 @@
-"""Write any SAE saeprobe can read as a SAELens folder, with the model and hook it reads.
+"""SAELens interop: write any SAE saeprobe can read as a SAELens folder (with the model and
+hook it reads), and check that SAELens gives saeprobe's codes on real activations.
 
-    python -m saeprobe.sae.export data/sae/L6/pretrained/sae exported/gemma3-l6
-    python -m saeprobe.sae.export data/sae/L12/spam/sae exported/spam-l12 --model-name gemma-3-270m
-    python -m saeprobe.sae.export --check data/sae --activations data/activations/spam/tokens.h5
+    python -m saeprobe.saelens data/sae/L6/pretrained/sae exported/gemma3-l6
+    python -m saeprobe.saelens data/sae/L12/spam/sae exported/spam-l12 --model-name gemma-3-270m
+    python -m saeprobe.saelens --check data/sae --activations data/activations/spam/tokens.h5
 
 The pipeline's own SAE folders are already SAELens folders; exporting adds what a SAELens
 user wants beside them (the model's name as TransformerLens knows it, the context size)
@@ -90,7 +91,9 @@ def check_all(root: Path, activations: Path, tokens: int) -> list[tuple[Path, di
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="Write an SAE as a SAELens folder, or check SAE folders against SAELens."
+    )
     parser.add_argument("source", nargs="?", type=Path, help="an SAE folder or params.npz")
     parser.add_argument("dest", nargs="?", type=Path, help="the SAELens folder to write")
     parser.add_argument("--model-name", help="model name for SAELens' metadata")
