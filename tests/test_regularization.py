@@ -280,3 +280,77 @@ def test_judges_combine_by_any_or_all():
     )
     assert unintended_latents(table, "any").tolist() == [0, 1]
     assert unintended_latents(table, "all").tolist() == [1]
+
+
+def prepared_task(n_per_label: int = 50) -> pl.DataFrame:
+    rows = []
+    for split in ("train", "test"):
+        for label in (0, 1):
+            for i in range(n_per_label):
+                rows.append(
+                    {
+                        "id": f"{split}{label}{i}",
+                        "text": f"text {i}",
+                        "label": label,
+                        "split": split,
+                    }
+                )
+    return pl.DataFrame(rows)
+
+
+def test_spurious_cue_rates_are_exact_in_training_and_half_in_test():
+    from saeprobe.regularization.benchmarks import CUE, add_spurious_cue
+
+    out = add_spurious_cue(prepared_task(), "[Source: wire]", rate=0.9, seed=0)
+    marked = out["text"].str.ends_with("[Source: wire]")
+    assert (marked == (out["group"] == CUE)).all()
+    share = out.with_columns(marked.alias("m")).group_by("split", "label").agg(pl.col("m").mean())
+    got = {(r["split"], r["label"]): r["m"] for r in share.to_dicts()}
+    assert got == {
+        ("train", 1): 0.9,
+        ("train", 0): pytest.approx(0.1),
+        ("test", 0): 0.5,
+        ("test", 1): 0.5,
+    }
+    with pytest.raises(ConfigError, match="rate"):
+        add_spurious_cue(prepared_task(), "x", rate=0.3, seed=0)
+    multiclass = prepared_task().with_columns(pl.lit(2).alias("label"))
+    with pytest.raises(ConfigError, match="binary"):
+        add_spurious_cue(multiclass, "x", rate=0.9, seed=0)
+
+
+def test_attribute_join_drops_conflicts_and_the_skewed_split_holds_its_rates():
+    from saeprobe.regularization.benchmarks import join_attribute, skewed_split
+
+    rng = np.random.default_rng(0)
+    names = [f"name {i}" for i in range(400)]
+    task = pl.DataFrame(
+        {"prompt": names + ["twice"] * 2, "target": list(rng.integers(0, 2, 400)) + [0, 1]}
+    )
+    attr = pl.DataFrame(
+        {"prompt": names[100:] + ["twice"], "target": list(rng.choice(["f", "m"], 300)) + ["f"]}
+    )
+    joined = join_attribute(task, attr)
+    assert joined.height == 300 and "twice" not in joined["text"].to_list()
+    out = skewed_split(joined, skew=0.8, test_per_cell=10, seed=0)
+    test = out.filter(pl.col("split") == "test")
+    assert test.group_by("label", "group").len()["len"].to_list() == [10] * 4
+    train = out.filter(pl.col("split") == "train")
+    agree = ((train["label"] == 1) == (train["group"] == "m")).mean()
+    assert agree == pytest.approx(0.8, abs=0.01)
+    counts = train.group_by("label").len().sort("label")["len"].to_list()
+    assert counts[0] == counts[1]
+    with pytest.raises(ConfigError, match="test_per_cell"):
+        skewed_split(joined, skew=0.8, test_per_cell=200, seed=0)
+
+
+def test_the_packaged_politician_and_gender_tasks_join_on_hundreds_of_names():
+    from saeprobe.data.sources import read_csv_zst, sae_probes_tasks
+    from saeprobe.regularization.benchmarks import join_attribute
+
+    tasks = sae_probes_tasks()
+    joined = join_attribute(
+        read_csv_zst(tasks["7_hist_fig_ispolitician"]), read_csv_zst(tasks["5_hist_fig_ismale"])
+    )
+    assert joined.height > 500
+    assert sorted(joined["group"].unique().to_list()) == ["0", "1"]
