@@ -29,7 +29,7 @@ T = TypeVar("T")
 
 # Registries of names that params may use; the domain modules key their implementations by
 # these names (the probe registry checks at import that it implements exactly these).
-SOURCES = ("sae_probes", "bbc_news", "file", "huggingface")
+SOURCES = ("sae_probes", "bbc_news", "file", "huggingface", "sae_probes_attribute")
 POOLINGS = ("mean", "max", "last", "first")
 TOKEN_DTYPES = ("bfloat16", "float16", "float32")
 TRAINABLE_ARCHITECTURES = ("topk", "relu")
@@ -132,6 +132,19 @@ class DatasetConfig:
     max_examples: int | None = optional()  # stratified cap on train + test
     max_ood_examples: int | None = optional()
     test_size: float = optional(0.3)
+    # Self-regularization benchmarks. sae_probes_attribute: `task` joined with
+    # `attribute_task` on the item, the attribute as `group`; training skewed so that the
+    # attribute agrees with the label at `skew`, test_per_cell test items per (label,
+    # attribute) cell.
+    attribute_task: str | None = optional()
+    skew: float = optional(0.9)
+    test_per_cell: int = optional(50)
+    # A spurious cue on any binary data set: `cue_marker` added (prefix or suffix) to
+    # cue_rate of label 1's and 1 - cue_rate of label 0's training texts, to half of each
+    # label's test texts; `group` records it.
+    cue_marker: str | None = optional()
+    cue_rate: float = optional(0.95)
+    cue_position: str = optional("suffix")
 
 
 @dataclass(frozen=True)
@@ -437,14 +450,42 @@ def dataset_config(params: dict[str, Any], name: str) -> DatasetConfig:
         value = getattr(cfg, key)
         if value is not None and value < 4:
             raise ConfigError(f"params: '{where}.{key}' must be at least 4, got {value}")
-    needs = {"sae_probes": "task", "file": "path"}.get(cfg.source)
-    if needs and getattr(cfg, needs) is None:
-        raise ConfigError(f"params: '{where}' has source '{cfg.source}' but no '{needs}'")
+    needs = {
+        "sae_probes": ["task"],
+        "file": ["path"],
+        "sae_probes_attribute": ["task", "attribute_task"],
+    }.get(cfg.source, [])
+    for key in needs:
+        if getattr(cfg, key) is None:
+            raise ConfigError(f"params: '{where}' has source '{cfg.source}' but no '{key}'")
+    check_benchmark(cfg, where)
     if cfg.source == "huggingface" and not (cfg.hf_name or cfg.path):
         raise ConfigError(f"params: '{where}' has source 'huggingface' but no 'hf_name' or 'path'")
     if cfg.path is not None:
         require_inside(cfg.path, DATA_INPUTS, f"{where}.path")
     return cfg
+
+
+def check_benchmark(cfg: DatasetConfig, where: str) -> None:
+    if not 0.5 <= cfg.skew < 1.0:
+        raise ConfigError(f"params: '{where}.skew' must lie in [0.5, 1), got {cfg.skew}")
+    if cfg.test_per_cell < 1:
+        raise ConfigError(f"params: '{where}.test_per_cell' must be positive")
+    if cfg.cue_marker is None:
+        return
+    if not cfg.cue_marker.strip():
+        raise ConfigError(f"params: '{where}.cue_marker' is empty")
+    if not 0.5 <= cfg.cue_rate <= 1.0:
+        raise ConfigError(f"params: '{where}.cue_rate' must lie in [0.5, 1], got {cfg.cue_rate}")
+    if cfg.cue_position not in ("prefix", "suffix"):
+        raise ConfigError(
+            f"params: '{where}.cue_position' must be prefix or suffix, got '{cfg.cue_position}'"
+        )
+    if cfg.group_column is not None or cfg.source == "sae_probes_attribute":
+        raise ConfigError(
+            f"params: '{where}' has a cue_marker and a group already; the cue is recorded "
+            "in 'group', so the two cannot be combined"
+        )
 
 
 def require_inside(path: str, folder: str, where: str) -> None:

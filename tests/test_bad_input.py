@@ -27,7 +27,8 @@ def test_unknown_sae_probes_task_suggests_names():
 
 
 def test_unknown_key_in_params_is_named():
-    with pytest.raises(ConfigError, match=r"unknown key 'datasets.x.colour'.*\['domain_column'"):
+    expected = r"unknown key 'datasets.x.colour'; expected one of \[.*'domain_column'"
+    with pytest.raises(ConfigError, match=expected):
         config.parse(DatasetConfig, {"source": "file", "colour": 1}, "datasets.x")
 
 

@@ -81,3 +81,80 @@ def test_huggingface_dataset_saved_to_disk(tmp_path):
     )
     df = prepare_dataset("hf", DatasetConfig(source="huggingface", path=str(tmp_path / "hf")), 0)
     assert df.height == 40 and df["label"].n_unique() == 2
+
+
+def test_attribute_benchmark_joins_two_tasks_skews_training_and_balances_test():
+    cfg = DatasetConfig(
+        source="sae_probes_attribute",
+        task="7_hist_fig_ispolitician",
+        attribute_task="5_hist_fig_ismale",
+        skew=0.8,
+        test_per_cell=40,
+    )
+    df = prepare_dataset("politics", cfg, seed=0)
+    test = df.filter(pl.col("split") == "test")
+    assert test.group_by("label", "group").len()["len"].to_list() == [40] * 4
+    train = df.filter(pl.col("split") == "train")
+    agree = ((train["label"] == 1) == (train["group"] == "1")).mean()
+    assert abs(agree - 0.8) < 0.01
+    assert train.height > 200
+    assert df.equals(prepare_dataset("politics", cfg, seed=0))
+    assert not df.equals(prepare_dataset("politics", cfg, seed=1))
+
+
+def test_spurious_cue_marks_training_texts_by_label_and_test_texts_at_random():
+    cfg = DatasetConfig(
+        source="sae_probes",
+        task="96_spam_is",
+        max_examples=200,
+        cue_marker="[via wire]",
+        cue_rate=0.9,
+    )
+    df = prepare_dataset("spam_cue", cfg, seed=0)
+    marked = df["text"].str.ends_with(" [via wire]")
+    assert (marked == (df["group"] == "cue")).all()
+    train = df.filter(pl.col("split") == "train")
+    share = train.group_by("label").agg((pl.col("group") == "cue").mean()).sort("label")
+    assert share["group"].to_list() == pytest.approx([0.1, 0.9], abs=0.01)
+    test = df.filter(pl.col("split") == "test")
+    assert (test["group"] == "cue").mean() == pytest.approx(0.5, abs=0.02)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"source": "sae_probes_attribute", "task": "7_hist_fig_ispolitician"}, "attribute_task"),
+        (
+            {"source": "sae_probes", "task": "96_spam_is", "cue_marker": "x", "cue_rate": 0.2},
+            "cue_rate",
+        ),
+        (
+            {
+                "source": "sae_probes",
+                "task": "96_spam_is",
+                "cue_marker": "x",
+                "cue_position": "middle",
+            },
+            "cue_position",
+        ),
+        (
+            {"source": "sae_probes_attribute", "task": "a", "attribute_task": "b", "skew": 1.0},
+            "skew",
+        ),
+        (
+            {
+                "source": "sae_probes_attribute",
+                "task": "a",
+                "attribute_task": "b",
+                "cue_marker": "x",
+            },
+            "cue_marker",
+        ),
+    ],
+)
+def test_bad_benchmark_params_are_refused_naming_the_key(extra, message):
+    from saeprobe import config
+    from saeprobe.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        config.dataset_config({"datasets": {"x": extra}}, "x")

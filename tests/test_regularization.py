@@ -299,7 +299,7 @@ def prepared_task(n_per_label: int = 50) -> pl.DataFrame:
 
 
 def test_spurious_cue_rates_are_exact_in_training_and_half_in_test():
-    from saeprobe.regularization.benchmarks import CUE, add_spurious_cue
+    from saeprobe.data.benchmarks import CUE, add_spurious_cue
 
     out = add_spurious_cue(prepared_task(), "[Source: wire]", rate=0.9, seed=0)
     marked = out["text"].str.ends_with("[Source: wire]")
@@ -320,7 +320,7 @@ def test_spurious_cue_rates_are_exact_in_training_and_half_in_test():
 
 
 def test_attribute_join_drops_conflicts_and_the_skewed_split_holds_its_rates():
-    from saeprobe.regularization.benchmarks import join_attribute, skewed_split
+    from saeprobe.data.benchmarks import join_attribute, skewed_split
 
     rng = np.random.default_rng(0)
     names = [f"name {i}" for i in range(400)]
@@ -345,8 +345,8 @@ def test_attribute_join_drops_conflicts_and_the_skewed_split_holds_its_rates():
 
 
 def test_the_packaged_politician_and_gender_tasks_join_on_hundreds_of_names():
+    from saeprobe.data.benchmarks import join_attribute
     from saeprobe.data.sources import read_csv_zst, sae_probes_tasks
-    from saeprobe.regularization.benchmarks import join_attribute
 
     tasks = sae_probes_tasks()
     joined = join_attribute(

@@ -7,6 +7,7 @@ import logging
 import polars as pl
 
 from saeprobe.config import DatasetConfig
+from saeprobe.data.benchmarks import add_spurious_cue, skewed_split
 from saeprobe.data.schema import SPLITS, validate
 from saeprobe.data.sources import MAX_CLASSES, load_source
 from saeprobe.data.split import assign_splits, drop_duplicate_texts, stratified_cap
@@ -29,10 +30,15 @@ def prepare_dataset(name: str, cfg: DatasetConfig, seed: int) -> pl.DataFrame:
     df = drop_duplicate_texts(df)
     if df.height < n_raw:
         log.info("%s: dropped %d duplicate or label-conflicting texts", name, n_raw - df.height)
-    pending = stratified_cap(df.filter(pl.col("split").is_null()), cfg.max_examples, seed)
-    given = df.filter(pl.col("split").is_in(["train", "test"]))
-    ood = stratified_cap(df.filter(pl.col("split") == "ood"), cfg.max_ood_examples, seed)
-    df = pl.concat([assign_splits(pending, cfg.test_size, seed, where), given, ood])
+    if cfg.source == "sae_probes_attribute":
+        df = skewed_split(df, cfg.skew, cfg.test_per_cell, seed, where)
+    else:
+        pending = stratified_cap(df.filter(pl.col("split").is_null()), cfg.max_examples, seed)
+        given = df.filter(pl.col("split").is_in(["train", "test"]))
+        ood = stratified_cap(df.filter(pl.col("split") == "ood"), cfg.max_ood_examples, seed)
+        df = pl.concat([assign_splits(pending, cfg.test_size, seed, where), given, ood])
+    if cfg.cue_marker is not None:
+        df = add_spurious_cue(df, cfg.cue_marker, cfg.cue_rate, seed, cfg.cue_position, where)
     df = df.sort("source_index").with_columns(
         (pl.lit(f"{name}:") + pl.col("source_index").cast(pl.String)).alias("id")
     )

@@ -14,6 +14,7 @@ import polars as pl
 import zstandard
 
 from saeprobe.config import DatasetConfig
+from saeprobe.data.benchmarks import join_attribute
 from saeprobe.errors import ConfigError
 
 Loader = Callable[[DatasetConfig, str], pl.DataFrame]
@@ -105,6 +106,21 @@ def _sae_probes_table(path: Path) -> pl.DataFrame:
     return df.select(
         pl.col("prompt").alias("text"),
         pl.col("target").alias("label_value"),
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("source_index"),
+    )
+
+
+def load_sae_probes_attribute(cfg: DatasetConfig, where: str) -> pl.DataFrame:
+    """`task` joined with `attribute_task` on the item (the benchmark's politician and gender
+    tasks share hundreds of names), the attribute as `group`."""
+    task = read_csv_zst(resolve_sae_probes_task(cfg.task, f"{where}.task"))
+    attribute = read_csv_zst(resolve_sae_probes_task(cfg.attribute_task, f"{where}.attribute_task"))
+    joined = join_attribute(task, attribute, where=where)
+    # The skewed split needs the seed and the encoded labels: `prepare_dataset` makes it.
+    return joined.select(
+        "text",
+        pl.col("label").alias("label_value"),
+        "group",
         pl.int_range(pl.len(), dtype=pl.Int64).alias("source_index"),
     )
 
@@ -224,4 +240,5 @@ LOADERS: dict[str, Loader] = {
     "bbc_news": load_bbc_news,
     "file": load_file,
     "huggingface": load_huggingface,
+    "sae_probes_attribute": load_sae_probes_attribute,
 }

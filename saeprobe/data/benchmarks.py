@@ -33,23 +33,25 @@ def _exact_share(n: int, share: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def add_spurious_cue(
-    prepared: pl.DataFrame, marker: str, rate: float, seed: int, position: str = "suffix"
+    prepared: pl.DataFrame,
+    marker: str,
+    rate: float,
+    seed: int,
+    position: str = "suffix",
+    where: str = "spurious cue",
 ) -> pl.DataFrame:
     """The task with `marker` added to its texts: in training on `rate` of label 1 and
     `1 - rate` of label 0, elsewhere on half of each label."""
     if not 0.5 <= rate <= 1.0:
-        raise ConfigError(f"selfreg spurious cue: rate must lie in [0.5, 1]; got {rate}")
+        raise ConfigError(f"{where}: rate must lie in [0.5, 1]; got {rate}")
     if position not in ("prefix", "suffix"):
-        raise ConfigError(
-            f"selfreg spurious cue: position must be prefix or suffix; got {position!r}"
-        )
+        raise ConfigError(f"{where}: position must be prefix or suffix; got {position!r}")
     if not marker.strip():
-        raise ConfigError("selfreg spurious cue: the marker is empty")
+        raise ConfigError(f"{where}: the marker is empty")
     labels = prepared["label"].to_numpy()
     if set(np.unique(labels)) != {0, 1}:
         raise ConfigError(
-            "selfreg spurious cue: needs a binary task with labels 0 and 1; "
-            f"got {np.unique(labels)}"
+            f"{where}: needs a binary task with labels 0 and 1; got {np.unique(labels)}"
         )
     rng = np.random.default_rng(seed)
     split = prepared["split"].to_numpy()
@@ -70,16 +72,14 @@ def add_spurious_cue(
 
 
 def join_attribute(
-    task: pl.DataFrame, attribute: pl.DataFrame, key: str = "prompt"
+    task: pl.DataFrame, attribute: pl.DataFrame, key: str = "prompt", where: str = "attribute"
 ) -> pl.DataFrame:
     """Items of `task` (key, target) that `attribute` (key, target) also labels, with the
     attribute as `group`; items either table labels twice, inconsistently, are dropped."""
     for name, table in (("task", task), ("attribute", attribute)):
         missing = {key, "target"} - set(table.columns)
         if missing:
-            raise ConfigError(
-                f"selfreg sensitive attribute: the {name} table lacks {sorted(missing)}"
-            )
+            raise ConfigError(f"{where}: the {name} table lacks {sorted(missing)}")
 
     def consistent(table: pl.DataFrame) -> pl.DataFrame:
         table = table.select(key, pl.col("target").cast(pl.String)).unique()
@@ -90,7 +90,7 @@ def join_attribute(
         consistent(attribute).rename({"target": "group"}), on=key, how="inner"
     )
     if joined.height == 0:
-        raise ConfigError("selfreg sensitive attribute: the task and attribute share no items")
+        raise ConfigError(f"{where}: the task and attribute share no items")
     return (
         joined.rename({key: "text", "target": "label"})
         .with_columns(pl.col("label").cast(pl.Int64))
@@ -98,16 +98,18 @@ def join_attribute(
     )
 
 
-def skewed_split(joined: pl.DataFrame, skew: float, test_per_cell: int, seed: int) -> pl.DataFrame:
+def skewed_split(
+    joined: pl.DataFrame, skew: float, test_per_cell: int, seed: int, where: str = "attribute"
+) -> pl.DataFrame:
     """`split` for (text, label, group): `test_per_cell` test items in each of the four
     (label, group) cells, and the largest label-balanced training set from the rest in which
     the group agrees with the label (label 1 with the second group value) at `skew`."""
     if not 0.5 <= skew < 1.0:
-        raise ConfigError(f"selfreg sensitive attribute: skew must lie in [0.5, 1); got {skew}")
+        raise ConfigError(f"{where}: skew must lie in [0.5, 1); got {skew}")
     groups = sorted(joined["group"].unique().to_list())
     if len(groups) != 2 or set(joined["label"].unique().to_list()) != {0, 1}:
         raise ConfigError(
-            f"selfreg sensitive attribute: needs binary labels and a binary attribute; got "
+            f"{where}: needs binary labels and a binary attribute; got "
             f"labels {sorted(joined['label'].unique().to_list())} and groups {groups}"
         )
     rng = np.random.default_rng(seed)
@@ -119,7 +121,7 @@ def skewed_split(joined: pl.DataFrame, skew: float, test_per_cell: int, seed: in
             rows = rng.permutation(np.flatnonzero((labels == label) & (group == g)))
             if len(rows) <= test_per_cell:
                 raise ConfigError(
-                    f"selfreg sensitive attribute: only {len(rows)} items with label {label} "
+                    f"{where}: only {len(rows)} items with label {label} "
                     f"and group {g!r}; test_per_cell {test_per_cell} leaves none to train on"
                 )
             split[rows[:test_per_cell]] = "test"
