@@ -354,3 +354,71 @@ def test_the_packaged_politician_and_gender_tasks_join_on_hundreds_of_names():
     )
     assert joined.height > 500
     assert sorted(joined["group"].unique().to_list()) == ["0", "1"]
+
+
+def signed_sae() -> TopKSAE:
+    """Latents for each feature's positive side, and one for feature 1's negative side."""
+    directions = torch.cat([torch.eye(4), -torch.eye(4)[1:2]])  # (5, 4)
+    sae = TopKSAE(SAEConfig(d_in=4, d_sae=5, k=5))
+    with torch.no_grad():
+        sae.W_enc.copy_(directions.T)
+        sae.W_dec.copy_(directions)
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    return sae
+
+
+def cue_split(seed: int = 0):
+    X, y = shortcut_problem(600, seed, agree=0.95)
+    X_test, y_test = shortcut_problem(400, seed + 1, agree=0.5)
+    group_test = np.where(X_test[:, 1] > 0, "cue", "no cue")
+    from saeprobe.regularization.experiment import Split
+
+    return Split(X, y, X_test, y_test, group_test)
+
+
+def test_selfreg_beats_the_plain_classifier_on_a_spurious_cue_with_a_paired_test():
+    from saeprobe.regularization.experiment import run_methods, summarize_methods
+
+    results = run_methods(
+        cue_split(),
+        signed_sae(),
+        np.array([1, 4]),  # the cue, both signs
+        ["plain", "l2", "selfreg", "selfreg_removal", "selfreg_penalty"],
+        lambdas=[10.0],
+        seeds=[0, 1, 2, 3, 4],
+        base=ClassifierConfig(lr=0.01, max_epochs=20),
+    )
+    assert results.height == 25
+    summary = summarize_methods(results)
+    acc = {r["method"]: r for r in summary.filter(pl.col("metric") == "accuracy").to_dicts()}
+    assert acc["selfreg"]["mean"] > acc["plain"]["mean"] + 0.2
+    assert acc["selfreg"]["p_vs_plain"] < 0.01
+    assert acc["selfreg_removal"]["mean"] > acc["plain"]["mean"] + 0.2
+    assert acc["selfreg"]["ci_low"] <= acc["selfreg"]["mean"] <= acc["selfreg"]["ci_high"]
+    # The cue is the group: the plain classifier's scores reveal it, removal hides it from
+    # the inputs.
+    leak = summary.filter(pl.col("metric") == "input_leakage")
+    by_method = dict(zip(leak["method"].to_list(), leak["mean"].to_list(), strict=True))
+    assert by_method["plain"] > 0.95
+    assert by_method["selfreg_removal"] < 0.7
+
+
+def test_unknown_methods_and_a_missing_reference_are_refused():
+    from saeprobe.regularization.experiment import run_methods, summarize_methods
+
+    with pytest.raises(ConfigError, match="unknown selfreg method"):
+        run_methods(
+            cue_split(), identity_sae(4), np.array([1]), ["magic"], [1.0], [0], ClassifierConfig()
+        )
+    results = run_methods(
+        cue_split(),
+        identity_sae(4),
+        np.array([1]),
+        ["l2"],
+        [1.0],
+        [0],
+        ClassifierConfig(max_epochs=2),
+    )
+    with pytest.raises(ConfigError, match="'plain'"):
+        summarize_methods(results)
