@@ -11,7 +11,7 @@ the answer is Yes or Probably (an unreadable answer counts as unintended, as in 
 reference); "Cannot Tell" latents are left out of the decision. Evidence: the answer's place
 in Yes, Probably, Maybe, No (0..3; NaN when unreadable).
 
-Every answer is cached by (model, prompt) in a JSON file that the stage keeps under DVC, so a
+Every answer is cached by (model, prompt) in a JSON file (to be kept under DVC), so a
 rerun makes no calls. The cache is written only when every call succeeded.
 """
 
