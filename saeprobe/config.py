@@ -88,7 +88,16 @@ SECTIONS = (
     "probe",
     "probe_report",
     "regimes",
+    "probe_datasets",
+    "unintended",
+    "selfreg",
 )
+JUDGES = ("concepts", "attribute", "llm")
+COMBINE = ("any", "all")
+# The self-regularized classifier and its ablations: (remove the unintended latents,
+# penalize the weight's alignment with them). Every other selfreg method is the plain
+# classifier with the overrides that `selfreg.baselines` gives it ("plain": none).
+SELFREG_METHODS = ("selfreg", "selfreg_removal", "selfreg_penalty")
 
 
 def optional(default: Any = None, factory: Any = None) -> Any:
@@ -316,6 +325,102 @@ class RegimeConfig:
     sae_k: list[int] | None = optional()  # the top-k probe's k here; None: probe.sae_k
 
 
+@dataclass(frozen=True)
+class ConceptJudgeConfig:
+    """unintended.benchmarks.<data set>.judges.concepts"""
+
+    keywords: dict[str, list[str]]  # concept -> keywords or phrases (case-insensitive)
+    min_share: float = 0.5  # share of a latent's top spans that must match one concept
+    window_chars: int = 20  # characters around the span's token that a match may use
+
+
+@dataclass(frozen=True)
+class AttributeJudgeConfig:
+    """unintended.benchmarks.<data set>.judges.attribute"""
+
+    min_separation: float = 0.2  # |2 AUC - 1| on the attribute at least this ...
+    margin: float = 0.1  # ... and this much above the latent's separation of the label
+
+
+@dataclass(frozen=True)
+class LLMTaskConfig:
+    """unintended.benchmarks.<data set>.judges.llm"""
+
+    task: str  # what the classifier must decide, in a sentence
+
+
+@dataclass(frozen=True)
+class JudgesConfig:
+    """The judges of one data set; a judge left out is not used."""
+
+    concepts: ConceptJudgeConfig | None = optional()
+    attribute: AttributeJudgeConfig | None = optional()
+    llm: LLMTaskConfig | None = optional()
+
+
+@dataclass(frozen=True)
+class LLMEndpointConfig:
+    """unintended.llm: an OpenAI-compatible chat endpoint (null base_url: none)."""
+
+    base_url: str | None = None
+    model: str = "gpt-4o-mini"
+    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this environment variable
+    spans: int = 10  # top spans per latent (the reference: 10)
+    span_chars: int = 60  # characters of each span, ending at the activating token
+    timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """selfreg.classifier, and the regularizers a baseline sets (all off by default)."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0  # AdamW's decoupled decay (the reference: 0)
+    batch_size: int = 64
+    max_epochs: int = 50
+    val_fraction: float = 0.2
+    patience: int = 3  # epochs without a better validation F1 before the lr halves ...
+    lr_decay: float = 0.5
+    max_decays: int = 2  # ... at most this often; then training stops
+    l2: float = optional(0.0)  # coefficient of the sum of the parameters' L2 norms
+    dropout: float = optional(0.0)  # on the inputs
+    focal_gamma: float = optional(0.0)  # focal loss (0: cross-entropy)
+    label_smoothing: float = optional(0.0)
+    spectral: float = optional(0.0)  # coefficient of the weight's largest singular value
+
+
+def default_baselines() -> dict[str, dict[str, float]]:
+    """The regularized baselines at the self-regularization code's settings."""
+    return {
+        "plain": {},
+        "l2": {"l2": 1e-3},
+        "dropout": {"dropout": 0.1},
+        "focal": {"focal_gamma": 2.0},
+        "label_smoothing": {"label_smoothing": 0.1},
+        "spectral": {"spectral": 0.02},
+    }
+
+
+@dataclass(frozen=True)
+class UnintendedConfig:
+    layers: list[int]  # SAE layers whose latents are judged (each one of extract.layers)
+    combine: str = "any"  # unintended when any judge (or every judge that saw it) says so
+    llm: LLMEndpointConfig = field(default_factory=LLMEndpointConfig)
+    benchmarks: dict[str, JudgesConfig] = field(default_factory=dict)  # data set -> judges
+
+
+@dataclass(frozen=True)
+class SelfRegConfig:
+    pooling: str = "last"  # the classifier's inputs: pooled hidden states (the paper: last)
+    seeds: int = 5
+    methods: list[str] = field(default_factory=lambda: [*default_baselines(), *SELFREG_METHODS])
+    lambdas: list[float] = field(default_factory=lambda: [1.0, 3.0, 10.0, 31.0])
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    # name -> overrides of the classifier's regularizers; "plain" (none) is the reference
+    # every method is tested against
+    baselines: dict[str, dict[str, float]] = field(default_factory=default_baselines)
+
+
 # ---------------------------------------------------------------------------------------
 # Parsing
 
@@ -367,6 +472,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], where)
+    if dataclasses.is_dataclass(hint):
+        return parse(hint, value, where)
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"params: '{where}' must be a list, got {value!r}")
@@ -701,6 +808,13 @@ def validate_all(params: dict[str, Any]) -> None:
     probe = probe_config(params)
     report = probe_report_config(params)
     regimes = regime_configs(params)
+    names = dataset_names(params)
+    unknown = [name for name in probe_datasets(params) if name not in names]
+    if unknown:
+        raise ConfigError(
+            f"params: 'probe_datasets' names {unknown}, which 'datasets' does not define"
+        )
+    check_selfreg(params, names, extract.layers)
     if sae.architecture != "topk":
         raise ConfigError(
             f"params: 'sae.architecture' is '{sae.architecture}'; the pipeline fine-tunes every "
@@ -750,3 +864,128 @@ def validate_all(params: dict[str, Any]) -> None:
             raise ConfigError(
                 f"params: 'regimes.{name}.layers' has {extra}, not in 'extract.layers'"
             )
+
+
+# ---------------------------------------------------------------------------------------
+# Self-regularization
+
+
+def probe_datasets(params: dict[str, Any]) -> list[str]:
+    """The data sets the probe stages sweep (each one of `datasets`)."""
+    value = section(params, "probe_datasets")
+    names = _coerce(value, list[str], "probe_datasets")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"params: 'probe_datasets' lists a data set twice: {names}")
+    return names
+
+
+def _unintended(params: dict[str, Any]) -> dict[str, Any]:
+    raw = section(params, "unintended")
+    if not isinstance(raw, dict):
+        raise ConfigError("params: 'unintended' must be a mapping")
+    return raw
+
+
+def judges_config(params: dict[str, Any], name: str) -> JudgesConfig:
+    """unintended.benchmarks.<name>: the judges of one data set (at least one)."""
+    benchmarks = _unintended(params).get("benchmarks")
+    if not isinstance(benchmarks, dict) or name not in benchmarks:
+        raise ConfigError(f"params: 'unintended.benchmarks' has no entry for data set '{name}'")
+    where = f"unintended.benchmarks.{name}"
+    cfg = parse(JudgesConfig, benchmarks[name], where)
+    if cfg.concepts is None and cfg.attribute is None and cfg.llm is None:
+        raise ConfigError(f"params: '{where}' names no judge; expected some of {list(JUDGES)}")
+    if cfg.concepts is not None:
+        concepts = cfg.concepts
+        empty = [c for c, words in concepts.keywords.items() if not any(w.strip() for w in words)]
+        if not concepts.keywords or empty:
+            raise ConfigError(
+                f"params: '{where}.concepts.keywords' must map each concept to keywords; "
+                f"{empty or 'none'} has none"
+            )
+        if not 0.0 < concepts.min_share <= 1.0:
+            raise ConfigError(f"params: '{where}.concepts.min_share' must lie in (0, 1]")
+    if cfg.llm is not None and not cfg.llm.task.strip():
+        raise ConfigError(f"params: '{where}.llm.task' must describe the task in a sentence")
+    return cfg
+
+
+def unintended_combine(params: dict[str, Any]) -> str:
+    value = field_value(params, UnintendedConfig, "unintended", "combine")
+    check_names([value], COMBINE, "unintended.combine")
+    return value
+
+
+def llm_endpoint_config(params: dict[str, Any]) -> LLMEndpointConfig:
+    cfg = parse(LLMEndpointConfig, _unintended(params).get("llm"), "unintended.llm")
+    if cfg.spans < 1 or cfg.span_chars < 1 or cfg.timeout_s <= 0:
+        raise ConfigError("params: 'unintended.llm' spans, span_chars and timeout_s must be > 0")
+    return cfg
+
+
+def unintended_config(params: dict[str, Any]) -> UnintendedConfig:
+    cfg = parse(UnintendedConfig, _unintended(params), "unintended")
+    unintended_combine(params)
+    llm_endpoint_config(params)
+    for name in cfg.benchmarks:
+        judges_config(params, name)
+    return cfg
+
+
+def selfreg_pooling(params: dict[str, Any]) -> str:
+    value = field_value(params, SelfRegConfig, "selfreg", "pooling")
+    check_names([value], POOLINGS, "selfreg.pooling")
+    return value
+
+
+def selfreg_config(params: dict[str, Any]) -> SelfRegConfig:
+    cfg = parse(SelfRegConfig, section(params, "selfreg"), "selfreg")
+    selfreg_pooling(params)
+    regularizers = ("l2", "dropout", "focal_gamma", "label_smoothing", "spectral")
+    for name, overrides in cfg.baselines.items():
+        if name in SELFREG_METHODS:
+            raise ConfigError(f"params: 'selfreg.baselines.{name}' is a self-regularization method")
+        check_names(list(overrides), regularizers, f"selfreg.baselines.{name}")
+    check_names(cfg.methods, tuple(cfg.baselines) + SELFREG_METHODS, "selfreg.methods")
+    if "plain" not in cfg.methods or cfg.baselines.get("plain", None) != {}:
+        raise ConfigError(
+            "params: 'selfreg.methods' must include 'plain', with 'selfreg.baselines.plain: "
+            "{}' (the unregularized classifier every method is tested against)"
+        )
+    if cfg.seeds < 2:
+        raise ConfigError(
+            f"params: 'selfreg.seeds' is {cfg.seeds}; a paired test needs at least 2 (the "
+            "paper's comparison: 5)"
+        )
+    if any(m in cfg.methods for m in ("selfreg", "selfreg_penalty")) and (
+        not cfg.lambdas or any(lam <= 0 for lam in cfg.lambdas)
+    ):
+        raise ConfigError(f"params: 'selfreg.lambdas' must be positive, got {cfg.lambdas}")
+    c = cfg.classifier
+    if not 0.0 < c.val_fraction < 1.0 or c.batch_size < 1 or c.max_epochs < 1 or c.lr <= 0:
+        raise ConfigError(
+            "params: 'selfreg.classifier' needs lr > 0, batch_size and max_epochs >= 1 and "
+            "val_fraction in (0, 1)"
+        )
+    return cfg
+
+
+def check_selfreg(params: dict[str, Any], datasets: list[str], layers: list[int]) -> None:
+    """What the self-regularization sections say of the others."""
+    cfg = unintended_config(params)
+    selfreg_config(params)
+    extra = [layer for layer in cfg.layers if layer not in layers]
+    if extra:
+        raise ConfigError(f"params: 'unintended.layers' has {extra}, not in 'extract.layers'")
+    unknown = [name for name in cfg.benchmarks if name not in datasets]
+    if unknown:
+        raise ConfigError(
+            f"params: 'unintended.benchmarks' names {unknown}, which 'datasets' does not define"
+        )
+    extract_pooling = section(params, "extract").get("pooling", [])
+    pooling = selfreg_pooling(params)
+    if pooling not in extract_pooling:
+        raise ConfigError(
+            f"params: 'selfreg.pooling' is '{pooling}', which 'extract.pooling' "
+            f"{extract_pooling} does not compute"
+        )

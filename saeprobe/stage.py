@@ -61,6 +61,33 @@ def probes_path(name: str) -> Path:
     return DATA / "probes" / f"{name}.parquet"
 
 
+def activation_stats_path(name: str) -> Path:
+    return activations_dir(name) / "stats.json"
+
+
+def unintended_path(name: str, layer: int) -> Path:
+    """The judges' decisions on the latents of the SAE fine-tuned on `name`."""
+    return DATA / "unintended" / name / f"L{layer}.parquet"
+
+
+def llm_cache_path(name: str, layer: int) -> Path:
+    """The LLM judge's answers, kept between runs so that a rerun asks nothing twice."""
+    return DATA / "unintended" / name / f"L{layer}.llm_cache.json"
+
+
+def selfreg_path(name: str, layer: int) -> Path:
+    return DATA / "selfreg" / name / f"L{layer}.parquet"
+
+
+def selfreg_report(name: str, layer: int, kind: str) -> Path:
+    """reports/selfreg/<data set>/L<layer>/<kind>.json: unintended (judges) or metrics."""
+    return REPORTS / "selfreg" / name / f"L{layer}" / f"{kind}.json"
+
+
+def selfreg_plots(name: str, layer: int) -> Path:
+    return PLOTS / "selfreg" / f"{name}-L{layer}"
+
+
 def timing_path(stage: str, name: str) -> Path:
     """Seconds and throughput of one stage run: a metric, never an input of another stage."""
     return TIMING / stage / f"{name}.json"

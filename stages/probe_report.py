@@ -9,7 +9,7 @@ def main() -> None:
     params = config.load_params()
     cfg = config.probe_report_config(params)
     write_probe_report(
-        [probes_path(name) for name in config.dataset_names(params)],
+        [probes_path(name) for name in config.probe_datasets(params)],
         results_path=PROBE_RESULTS,
         metrics_path=PROBE_METRICS,
         plots_dir=PLOTS,

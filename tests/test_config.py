@@ -23,6 +23,7 @@ SECTIONS = {
     "features": config.FeaturesConfig,
     "probe": config.ProbeConfig,
     "probe_report": config.ProbeReportConfig,
+    "selfreg": config.SelfRegConfig,
 }
 
 
@@ -48,6 +49,9 @@ def test_every_reader_accepts_the_default_params():
         config.regime_configs,
         config.layers,
         config.seed,
+        config.probe_datasets,
+        config.unintended_config,
+        config.selfreg_config,
     ]
     for read in readers:
         read(PARAMS)

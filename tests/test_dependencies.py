@@ -44,8 +44,10 @@ INSTANCES = {
     "train_sae": {"item": "1"},
     "finetune_sae": {"item.dataset": "grammar", "item.layer": "1"},
     "features": {"item.dataset": "grammar", "item.layer": "1"},
-    "probe": {"key": "grammar"},
+    "probe": {"item": "grammar"},
     "probe_report": {},
+    "unintended": {"item.dataset": "politician_gender", "item.layer": "1"},
+    "selfreg": {"item.dataset": "grammar_cue", "item.layer": "1"},
 }
 # Folders of user inputs: DVC cannot declare an input only some data sets have, so every
 # stage that may read one depends on the whole folder (saeprobe.config refuses paths outside).

@@ -244,7 +244,7 @@ def test_concept_judge_marks_latents_whose_spans_match_a_concept():
             ],
         }
     )
-    cfg = ConceptJudgeConfig(concepts={"device": ["iphone", "sent via"]}, window_chars=10)
+    cfg = ConceptJudgeConfig(keywords={"device": ["iphone", "sent via"]}, window_chars=10)
     table = concept_judge(cards, cfg)
     rows = {r["latent"]: r for r in table.to_dicts()}
     assert rows[0]["decision"] == "unintended"
@@ -372,9 +372,9 @@ def cue_split(seed: int = 0):
     X, y = shortcut_problem(600, seed, agree=0.95)
     X_test, y_test = shortcut_problem(400, seed + 1, agree=0.5)
     group_test = np.where(X_test[:, 1] > 0, "cue", "no cue")
-    from saeprobe.regularization.experiment import Split
+    from saeprobe.regularization.experiment import EvalSet, Split
 
-    return Split(X, y, X_test, y_test, group_test)
+    return Split(X, y, {"test": EvalSet(X_test, y_test, group_test)})
 
 
 def test_selfreg_beats_the_plain_classifier_on_a_spurious_cue_with_a_paired_test():
@@ -422,3 +422,27 @@ def test_unknown_methods_and_a_missing_reference_are_refused():
     )
     with pytest.raises(ConfigError, match="'plain'"):
         summarize_methods(results)
+
+
+def test_every_method_is_scored_on_every_evaluation_set_against_plain_on_that_set():
+    from saeprobe.regularization.experiment import EvalSet, Split, run_methods, summarize_methods
+
+    split = cue_split()
+    X_ood, y_ood = shortcut_problem(200, 7, agree=0.0)  # the cue reversed
+    evals = dict(split.evals, ood=EvalSet(X_ood, y_ood))
+    results = run_methods(
+        Split(split.X_train, split.y_train, evals),
+        signed_sae(),
+        np.array([1, 4]),
+        ["plain", "selfreg_removal"],
+        lambdas=[1.0],
+        seeds=[0, 1],
+        base=ClassifierConfig(lr=0.01, max_epochs=10),
+    )
+    assert sorted(set(results["split"].to_list())) == ["ood", "test"]
+    assert results.height == 2 * 2 * 2
+    acc = summarize_methods(results).filter(pl.col("metric") == "accuracy")
+    ood = {r["method"]: r["mean"] for r in acc.filter(pl.col("split") == "ood").to_dicts()}
+    # A classifier that reads the cue fails where the cue is reversed; removal does not.
+    assert ood["selfreg_removal"] > ood["plain"] + 0.3
+    assert acc.filter(pl.col("split") == "ood")["n"].to_list() == [2, 2]

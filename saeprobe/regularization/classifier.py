@@ -28,26 +28,10 @@ from sklearn.metrics import f1_score
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from saeprobe.config import ClassifierConfig
 from saeprobe.errors import ConfigError
 
 Penalty = Callable[[Tensor], Tensor]  # classifier weight (n_classes, d_in) -> scalar
-
-
-@dataclass(frozen=True)
-class ClassifierConfig:
-    lr: float = 1e-3
-    weight_decay: float = 0.0  # AdamW's decoupled decay (the reference: 0)
-    batch_size: int = 64
-    max_epochs: int = 50
-    val_fraction: float = 0.2
-    patience: int = 3  # epochs without a better validation F1 before the lr halves ...
-    lr_decay: float = 0.5
-    max_decays: int = 2  # ... at most this often; then training stops
-    l2: float = 0.0  # coefficient of the sum of the parameters' L2 norms
-    dropout: float = 0.0  # on the inputs
-    focal_gamma: float = 0.0  # focal loss (0: cross-entropy)
-    label_smoothing: float = 0.0
-    spectral: float = 0.0  # coefficient of the weight's largest singular value
 
 
 class LinearHead(nn.Module):

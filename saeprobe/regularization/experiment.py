@@ -5,51 +5,38 @@ std and `ttest_rel(alternative="greater")` over seeds)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import polars as pl
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
+from saeprobe.config import SELFREG_METHODS, ClassifierConfig, default_baselines
 from saeprobe.errors import ConfigError
-from saeprobe.regularization.classifier import ClassifierConfig, train_classifier
+from saeprobe.regularization.classifier import train_classifier
 from saeprobe.regularization.fairness import (
     demographic_parity_gap,
     equalized_odds_gap,
     leakage_auc,
 )
+from saeprobe.regularization.inputs import Split
 from saeprobe.regularization.penalty import alignment_penalty, check_latents, remove_latents
 from saeprobe.regularization.stats import paired_greater, summarize
 from saeprobe.sae.base import SparseAutoencoder
 
-# The baselines, each the plain classifier with one regularizer at the reference's setting.
-BASELINES: dict[str, dict] = {
-    "plain": {},
-    "l2": {"l2": 1e-3},
-    "dropout": {"dropout": 0.1},
-    "focal": {"focal_gamma": 2.0},
-    "label_smoothing": {"label_smoothing": 0.1},
-    "spectral": {"spectral": 0.02},
-}
 # Self-regularization and its ablations: (remove the unintended latents, penalize them).
 SELFREG: dict[str, tuple[bool, bool]] = {
     "selfreg": (True, True),
     "selfreg_removal": (True, False),
     "selfreg_penalty": (False, True),
 }
+assert set(SELFREG) == set(SELFREG_METHODS)
+# The baselines, each the plain classifier with one regularizer at the reference's setting.
+BASELINES: dict[str, dict] = default_baselines()
 # score_leakage: the attribute predicted from the classifier's probabilities;
 # input_leakage: from its inputs (after removal, for the methods that remove).
 METRICS = ("accuracy", "macro_f1", "dp_gap", "eo_gap", "score_leakage", "input_leakage")
-
-
-@dataclass(frozen=True)
-class Split:
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
-    group_test: np.ndarray | None = None  # the attribute, for fairness and leakage
 
 
 def run_methods(
@@ -60,45 +47,54 @@ def run_methods(
     lambdas: list[float],
     seeds: list[int],
     base: ClassifierConfig,
+    baselines: dict[str, dict] | None = None,
 ) -> pl.DataFrame:
-    """One row per (method, lambda, seed): test metrics; lambda is NaN for baselines."""
-    unknown = [m for m in methods if m not in BASELINES and m not in SELFREG]
+    """One row per (method, lambda, seed, evaluation set): its metrics; lambda is NaN for
+    the methods without the penalty. `baselines` maps a method to its regularizers."""
+    baselines = BASELINES if baselines is None else baselines
+    unknown = [m for m in methods if m not in baselines and m not in SELFREG]
     if unknown:
-        known = sorted(BASELINES) + sorted(SELFREG)
+        known = sorted(baselines) + sorted(SELFREG)
         raise ConfigError(f"params: unknown selfreg method(s) {unknown}; expected {known}")
-    n_classes = int(max(split.y_train.max(), split.y_test.max())) + 1
+    labels = [split.y_train, *(e.y for e in split.evals.values())]
+    n_classes = int(max(y.max() for y in labels)) + 1
     latents = check_latents(sae, torch.as_tensor(unintended))
-    removed = {False: (split.X_train, split.X_test)}
+    inputs = {False: (split.X_train, {n: e.X for n, e in split.evals.items()})}
     if any(SELFREG.get(m, (False, False))[0] for m in methods):
-        removed[True] = tuple(
-            remove_latents(sae, torch.as_tensor(X, dtype=torch.float32), latents).numpy()
-            for X in (split.X_train, split.X_test)
+        inputs[True] = (
+            _removed(sae, split.X_train, latents),
+            {n: _removed(sae, e.X, latents) for n, e in split.evals.items()},
         )
     leak = {
-        flag: leakage_auc(X_test, split.group_test, seeds[0])
-        if split.group_test is not None and len(np.unique(split.group_test)) == 2
+        (flag, name): leakage_auc(X_eval[name], e.group, seeds[0])
+        if e.group is not None and len(np.unique(e.group)) == 2
         else float("nan")
-        for flag, (_, X_test) in removed.items()
+        for flag, (_, X_eval) in inputs.items()
+        for name, e in split.evals.items()
     }
     rows = []
     for method in methods:
         remove, penalize = SELFREG.get(method, (False, False))
-        cfg = replace(base, **BASELINES.get(method, {}))
-        X_train, X_test = removed[remove]
+        cfg = replace(base, **baselines.get(method, {}))
+        X_train, X_eval = inputs[remove]
         for lam in lambdas if penalize else [float("nan")]:
             penalty = (
                 (lambda w, lam=lam: lam * alignment_penalty(sae, w, latents)) if penalize else None
             )
             for seed in seeds:
                 fit = train_classifier(X_train, split.y_train, n_classes, cfg, seed, penalty)
-                proba = fit.proba(X_test)
-                rows.append(
-                    {"method": method, "lambda": lam, "seed": seed}
-                    | score(proba, split.y_test, split.group_test, seed)
-                    | {"input_leakage": leak[remove], "unintended": len(latents)}
-                    | {"best_epoch": fit.best_epoch}
-                )
+                for name, e in split.evals.items():
+                    rows.append(
+                        {"split": name, "method": method, "lambda": lam, "seed": seed}
+                        | score(fit.proba(X_eval[name]), e.y, e.group, seed)
+                        | {"input_leakage": leak[(remove, name)], "unintended": len(latents)}
+                        | {"best_epoch": fit.best_epoch}
+                    )
     return pl.DataFrame(rows)
+
+
+def _removed(sae: SparseAutoencoder, X: np.ndarray, latents: torch.Tensor) -> np.ndarray:
+    return remove_latents(sae, torch.as_tensor(X, dtype=torch.float32), latents).numpy()
 
 
 def score(proba: np.ndarray, y: np.ndarray, group: np.ndarray | None, seed: int) -> dict:
@@ -116,15 +112,16 @@ def score(proba: np.ndarray, y: np.ndarray, group: np.ndarray | None, seed: int)
 
 
 def summarize_methods(results: pl.DataFrame, reference: str = "plain") -> pl.DataFrame:
-    """Per (method, lambda) and metric: mean, std, 95% CI, and the paired one-sided p-value
-    that the method beats `reference` on the same seeds (higher accuracy and F1, smaller
-    gaps and leakage)."""
-    base = results.filter(pl.col("method") == reference).sort("seed")
-    if base.height == 0:
+    """Per (evaluation set, method, lambda) and metric: mean, std, 95% CI, and the paired
+    one-sided p-value that the method beats `reference` on the same seeds (higher accuracy
+    and F1, smaller gaps and leakage)."""
+    if results.filter(pl.col("method") == reference).height == 0:
         raise ConfigError(f"params: selfreg methods must include '{reference}' to compare with")
     rows = []
-    for (method, lam), part in results.group_by("method", "lambda", maintain_order=True):
-        part = part.sort("seed")
+    groups = results.group_by("split", "method", "lambda", maintain_order=True)
+    for (split, method, lam), part in groups:
+        base = results.filter((pl.col("method") == reference) & (pl.col("split") == split))
+        base, part = base.sort("seed"), part.sort("seed")
         if part["seed"].to_list() != base["seed"].to_list():
             raise ConfigError(f"selfreg: {method} ran other seeds than {reference}")
         for metric in METRICS:
@@ -134,7 +131,7 @@ def summarize_methods(results: pl.DataFrame, reference: str = "plain") -> pl.Dat
             higher_better = metric in ("accuracy", "macro_f1")
             p = paired_greater(values, ref) if higher_better else paired_greater(-values, -ref)
             rows.append(
-                {"method": method, "lambda": lam, "metric": metric}
+                {"split": split, "method": method, "lambda": lam, "metric": metric}
                 | summarize(values)
                 | {"p_vs_" + reference: p if method != reference else float("nan")}
             )

@@ -10,13 +10,13 @@ attribute  a latent that separates a nuisance or sensitive attribute (the `group
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 from scipy import sparse
 from scipy.stats import rankdata
 
+from saeprobe.config import AttributeJudgeConfig, ConceptJudgeConfig
 from saeprobe.errors import ConfigError
 
 DECISIONS = pl.Enum(["unintended", "intended"])
@@ -27,13 +27,6 @@ TABLE_SCHEMA = {
     "evidence": pl.Float64,
     "detail": pl.String,
 }
-
-
-@dataclass(frozen=True)
-class ConceptJudgeConfig:
-    concepts: dict[str, list[str]]  # concept -> keywords or phrases (case-insensitive)
-    min_share: float = 0.5  # share of a latent's top spans that must match
-    window_chars: int = 20  # characters around the span's token that a match may use
 
 
 def _pattern(keywords: list[str]) -> re.Pattern:
@@ -54,9 +47,9 @@ def span_window(context: str, window: int) -> str:
 
 def concept_judge(cards: pl.DataFrame, cfg: ConceptJudgeConfig) -> pl.DataFrame:
     """Per latent with a card: the best concept's share of matching top spans."""
-    if not cfg.concepts:
+    if not cfg.keywords:
         raise ConfigError("the concepts judge needs at least one concept with keywords")
-    patterns = {name: _pattern(words) for name, words in cfg.concepts.items()}
+    patterns = {name: _pattern(words) for name, words in cfg.keywords.items()}
     windows = [span_window(c, cfg.window_chars) for c in cards["context"].to_list()]
     spans = cards.select("latent").with_columns(
         pl.Series(name, [bool(p.search(w)) for w in windows], dtype=pl.Boolean)
@@ -96,12 +89,6 @@ def separation(X, values: np.ndarray) -> np.ndarray:
         raise ConfigError(f"separation needs two or more values; got {classes}")
     pairs = classes[1:] if len(classes) == 2 else classes
     return np.max([np.abs(2 * column_aucs(X, values == c) - 1) for c in pairs], axis=0)
-
-
-@dataclass(frozen=True)
-class AttributeJudgeConfig:
-    min_separation: float = 0.2  # |2 AUC - 1| on the attribute at least this ...
-    margin: float = 0.1  # ... and this much above the latent's separation of the label
 
 
 def attribute_judge(
