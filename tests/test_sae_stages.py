@@ -40,11 +40,11 @@ def layer_data(minilm, tmp_path_factory):
         yield LayerData(store, 2, texts)
 
 
-def finetune(layer_data, pretrained, outputs, max_docs=None):
+def finetune(layer_data, pretrained, outputs, max_docs=None, batch_size=32):
     return finetune_layer(
         layer_data,
         pretrained=pretrained,
-        cfg=FinetuneConfig(epochs=1, batch_size=32, buffer_tokens=64, max_docs=max_docs),
+        cfg=FinetuneConfig(epochs=1, batch_size=batch_size, buffer_tokens=64, max_docs=max_docs),
         model_cfg=MODEL,
         eval_cfg=EVAL,
         seed=0,
@@ -78,6 +78,17 @@ def test_fine_tuning_publishes_the_sae_its_cards_and_its_report_together(layer_d
     assert report["eval"]["fvu"] < report["eval_before_finetune"]["fvu"]
     assert sorted(p.name for p in outputs.folder.iterdir()) == ["cards.parquet", "sae"]
     assert report["task_docs"] == 18 == sae_task_docs(outputs.folder / "sae")  # every train text
+
+
+def test_a_task_with_fewer_tokens_than_a_batch_is_fine_tuned_in_one_batch(layer_data, tmp_path):
+    save_sae(build_sae(SAEConfig(d_in=384, d_sae=768, k=8)), tmp_path / "pretrained")
+    outputs = SAEOutputs(tmp_path / "tuned", tmp_path / "tuned.json")
+    offsets = layer_data.store.offsets
+    train = layer_data.docs("train")
+    n_train = int((offsets[train + 1] - offsets[train]).sum())
+    metrics = finetune(layer_data, tmp_path / "pretrained", outputs, batch_size=10 * n_train)
+    assert metrics["batch_size"] == n_train
+    assert metrics["training"]["tokens"] == n_train  # one epoch, every token once
 
 
 def test_fine_tuning_on_a_sample_reads_only_that_many_texts_and_records_it(

@@ -182,6 +182,9 @@ def finetune_layer(
     in_code_before = latents_in_code(sae, data.one_pass(test_docs))
     offsets = data.store.offsets
     n_train = int(offsets[train_docs + 1].sum() - offsets[train_docs].sum())
+    # A task with fewer training tokens than a batch (short texts, few of them) is
+    # fine-tuned on all of them as one batch per epoch.
+    batch_size = max(1, min(cfg.batch_size, n_train))
     rng = np.random.default_rng(seed)
 
     def epoch():
@@ -190,11 +193,11 @@ def finetune_layer(
             data.store,
             data.layer,
             train_docs,
-            cfg.batch_size,
+            batch_size,
             cfg.buffer_tokens,
             int(rng.integers(2**31)),
         )
-        for _ in range(max(1, n_train // cfg.batch_size)):
+        for _ in range(max(1, n_train // batch_size)):
             yield next(batches)
 
     training = finetune_sae(sae, epoch, lambda: data.one_pass(train_docs), cfg, progress)
@@ -202,6 +205,7 @@ def finetune_layer(
     in_code_after = latents_in_code(sae, data.one_pass(test_docs))
     metrics = {
         "task_docs": len(train_docs),
+        "batch_size": batch_size,
         "training": training,
         "dead": {
             # The paper's definition (pre-activation never > 0), on the training tokens ...
