@@ -237,7 +237,7 @@ def test_concept_judge_marks_latents_whose_spans_match_a_concept():
             "context": [
                 "sent from my «iPhone» today",
                 "Sent via «iPhone»",
-                "an «apple» a day",
+                "an «apple», sent via iPhone",
                 "the «goal» was scored",
                 "a great «match»",
                 "iPhone users are many paragraphs away from this «word»",
@@ -249,7 +249,8 @@ def test_concept_judge_marks_latents_whose_spans_match_a_concept():
     rows = {r["latent"]: r for r in table.to_dicts()}
     assert rows[0]["decision"] == "unintended"
     assert rows[0]["evidence"] == pytest.approx(2 / 3)
-    assert rows[1]["decision"] == "intended"  # the match lies outside the span's window
+    # Matches after the token, or too far before it, lie outside the span's window.
+    assert rows[1]["decision"] == "intended"
     assert rows[1]["evidence"] == 0.0
 
 

@@ -2,7 +2,8 @@
 
     latent  decision ("unintended" | "intended")  judge  evidence (the judge's score)
 
-concepts   a latent whose feature-card spans mostly match a user's keyword lists
+concepts   a latent whose feature-card spans (up to the activating token) mostly match a
+           user's keyword lists
 attribute  a latent that separates a nuisance or sensitive attribute (the `group` column)
            much better than it separates the task label
 """
@@ -37,12 +38,14 @@ def _pattern(keywords: list[str]) -> re.Pattern:
 
 
 def span_window(context: str, window: int) -> str:
-    """The card's «token» with `window` characters either side (the marks removed)."""
+    """The card's «token» with the `window` characters before it (the marks removed): what
+    the model had read when the latent fired. Text after the token is left out: a causal
+    model's activation cannot depend on it, and in short texts it would credit every late
+    token with a marker at the end (the paper's spans also end at the token)."""
     start, end = context.find("«"), context.find("»")
     if start < 0 or end < start:
         return context
-    left = context[max(0, start - window) : start]
-    return left + context[start + 1 : end] + context[end + 1 : end + 1 + window]
+    return context[max(0, start - window) : start] + context[start + 1 : end]
 
 
 def concept_judge(cards: pl.DataFrame, cfg: ConceptJudgeConfig) -> pl.DataFrame:
