@@ -53,18 +53,19 @@ def test_penalty_value_and_gradient_match_a_hand_computation():
     sae = tiny_sae(scale=2.0)
     w = torch.tensor([[1.0, -2.0, 0.5], [0.0, 1.0, 1.0]], requires_grad=True)
     unintended = check_latents(sae, torch.tensor([1, 3]))
-    # S = (w * 2 - b_dec) W_enc + b_enc, by hand for latents 1 and 3
-    s1 = torch.tensor([2 * -2.0 - 0.2, 2 * 1.0 - 0.2])  # column 1: x_2 - 0.2
-    s3 = torch.tensor([0.5 * (2 - 0.5) - (1 + 0.5) + 0.3, 0.5 * (0 - 0.5) - (2 + 0.5) + 0.3])
+    # The classifier reads the SAE's units, so S = (w - b_dec) W_enc + b_enc whatever the
+    # input scale; by hand for latents 1 and 3 (w - b_dec = [0.5, -2, 1] and [-0.5, 1, 1.5])
+    s1 = torch.tensor([-2.0 - 0.2, 1.0 - 0.2])  # column 1 reads x_2
+    s3 = torch.tensor([0.5 * 0.5 - 1.0 + 0.3, 0.5 * -0.5 - 1.5 + 0.3])  # 0.5 x_1 - x_3
     expected = torch.cat([s1, s3]).abs().mean()
     penalty = alignment_penalty(sae, w, unintended)
     assert penalty.item() == pytest.approx(expected.item(), abs=1e-6)
     penalty.backward()
-    # d|S|/dw = sign(S) * scale * W_enc[:, j], averaged over the 4 terms
+    # d|S|/dw = sign(S) * W_enc[:, j], averaged over the 4 terms
     grad = torch.zeros(2, 3)
     for row in range(2):
         for j, s in ((1, s1[row]), (3, s3[row])):
-            grad[row] += torch.sign(s) * 2.0 * sae.W_enc[:, j].detach() / 4
+            grad[row] += torch.sign(s) * sae.W_enc[:, j].detach() / 4
     assert torch.allclose(w.grad, grad, atol=1e-6)
     assert torch.allclose(weight_preacts(sae, w)[:, 1], s1, atol=1e-6)
 
@@ -233,11 +234,12 @@ def test_column_aucs_match_scikit_learn():
 def test_concept_judge_marks_latents_whose_spans_match_a_concept():
     cards = pl.DataFrame(
         {
-            "latent": [0, 0, 0, 1, 1, 1],
+            "latent": [0, 0, 0, 0, 1, 1, 1],
             "context": [
                 "sent from my «iPhone» today",
                 "Sent via «iPhone»",
                 "an «apple», sent via iPhone",
+                "Sent «vi»a the app",
                 "the «goal» was scored",
                 "a great «match»",
                 "iPhone users are many paragraphs away from this «word»",
@@ -248,8 +250,9 @@ def test_concept_judge_marks_latents_whose_spans_match_a_concept():
     table = concept_judge(cards, cfg)
     rows = {r["latent"]: r for r in table.to_dicts()}
     assert rows[0]["decision"] == "unintended"
-    assert rows[0]["evidence"] == pytest.approx(2 / 3)
-    # Matches after the token, or too far before it, lie outside the span's window.
+    assert rows[0]["evidence"] == pytest.approx(3 / 4)  # "vi" lies in "Sent via"
+    # A match that does not overlap the activating token (after it, or before it like
+    # "iPhone users ... «word»") does not count.
     assert rows[1]["decision"] == "intended"
     assert rows[1]["evidence"] == 0.0
 
@@ -373,7 +376,7 @@ def cue_split(seed: int = 0):
     X, y = shortcut_problem(600, seed, agree=0.95)
     X_test, y_test = shortcut_problem(400, seed + 1, agree=0.5)
     group_test = np.where(X_test[:, 1] > 0, "cue", "no cue")
-    from saeprobe.regularization.experiment import EvalSet, Split
+    from saeprobe.regularization.inputs import EvalSet, Split
 
     return Split(X, y, {"test": EvalSet(X_test, y_test, group_test)})
 
@@ -426,7 +429,8 @@ def test_unknown_methods_and_a_missing_reference_are_refused():
 
 
 def test_every_method_is_scored_on_every_evaluation_set_against_plain_on_that_set():
-    from saeprobe.regularization.experiment import EvalSet, Split, run_methods, summarize_methods
+    from saeprobe.regularization.experiment import run_methods, summarize_methods
+    from saeprobe.regularization.inputs import EvalSet, Split
 
     split = cue_split()
     X_ood, y_ood = shortcut_problem(200, 7, agree=0.0)  # the cue reversed

@@ -21,7 +21,12 @@ from saeprobe.regularization.fairness import (
     leakage_auc,
 )
 from saeprobe.regularization.inputs import Split
-from saeprobe.regularization.penalty import alignment_penalty, check_latents, remove_latents
+from saeprobe.regularization.penalty import (
+    alignment_penalty,
+    check_latents,
+    remove_latents,
+    sae_units,
+)
 from saeprobe.regularization.stats import paired_greater, summarize
 from saeprobe.sae.base import SparseAutoencoder
 
@@ -59,11 +64,16 @@ def run_methods(
     labels = [split.y_train, *(e.y for e in split.evals.values())]
     n_classes = int(max(y.max() for y in labels)) + 1
     latents = check_latents(sae, torch.as_tensor(unintended))
-    inputs = {False: (split.X_train, {n: e.X for n, e in split.evals.items()})}
+    inputs = {
+        False: (
+            _scaled(sae, split.X_train),
+            {n: _scaled(sae, e.X) for n, e in split.evals.items()},
+        )
+    }
     if any(SELFREG.get(m, (False, False))[0] for m in methods):
         inputs[True] = (
-            _removed(sae, split.X_train, latents),
-            {n: _removed(sae, e.X, latents) for n, e in split.evals.items()},
+            _scaled(sae, _removed(sae, split.X_train, latents)),
+            {n: _scaled(sae, _removed(sae, e.X, latents)) for n, e in split.evals.items()},
         )
     leak = {
         (flag, name): leakage_auc(X_eval[name], e.group, seeds[0])
@@ -91,6 +101,12 @@ def run_methods(
                         | {"best_epoch": fit.best_epoch}
                     )
     return pl.DataFrame(rows)
+
+
+def _scaled(sae: SparseAutoencoder, X: np.ndarray) -> np.ndarray:
+    # Every classifier reads the SAE's units (see penalty.sae_units): the same inputs for
+    # every method, and for Gemma's residual stream a scale AdamW trains well at.
+    return sae_units(sae, torch.as_tensor(X, dtype=torch.float32)).numpy()
 
 
 def _removed(sae: SparseAutoencoder, X: np.ndarray, latents: torch.Tensor) -> np.ndarray:

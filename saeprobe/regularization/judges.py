@@ -2,8 +2,8 @@
 
     latent  decision ("unintended" | "intended")  judge  evidence (the judge's score)
 
-concepts   a latent whose feature-card spans (up to the activating token) mostly match a
-           user's keyword lists
+concepts   a latent whose feature-card spans mostly fire on a user's keywords (a keyword
+           match overlaps the activating token)
 attribute  a latent that separates a nuisance or sensitive attribute (the `group` column)
            much better than it separates the task label
 """
@@ -11,6 +11,7 @@ attribute  a latent that separates a nuisance or sensitive attribute (the `group
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -37,15 +38,34 @@ def _pattern(keywords: list[str]) -> re.Pattern:
     return re.compile(r"\b(?:" + "|".join(words) + r")\b", re.IGNORECASE)
 
 
-def span_window(context: str, window: int) -> str:
-    """The card's «token» with the `window` characters before it (the marks removed): what
-    the model had read when the latent fired. Text after the token is left out: a causal
-    model's activation cannot depend on it, and in short texts it would credit every late
-    token with a marker at the end (the paper's spans also end at the token)."""
+@dataclass(frozen=True)
+class SpanWindow:
+    """A span's text around its activating token: `text`, and where the token lies in it."""
+
+    text: str
+    token_start: int
+    token_end: int
+
+
+def span_window(context: str, window: int) -> SpanWindow:
+    """The card's «token» with the `window` characters before it and the rest of the word
+    it is part of (the marks removed)."""
     start, end = context.find("«"), context.find("»")
     if start < 0 or end < start:
-        return context
-    return context[max(0, start - window) : start] + context[start + 1 : end]
+        return SpanWindow(context, 0, len(context))
+    left = context[max(0, start - window) : start]
+    token = context[start + 1 : end]
+    word_rest = re.match(r"\w*", context[end + 1 :]).group(0)
+    return SpanWindow(left + token + word_rest, len(left), len(left) + len(token))
+
+
+def fires_on(pattern: re.Pattern, span: SpanWindow) -> bool:
+    """The latent fires on the concept: a keyword match overlaps the activating token. (A
+    match merely nearby does not count: in short texts every token near a marker would.)"""
+    return any(
+        m.start() < span.token_end and m.end() > span.token_start
+        for m in pattern.finditer(span.text)
+    )
 
 
 def concept_judge(cards: pl.DataFrame, cfg: ConceptJudgeConfig) -> pl.DataFrame:
@@ -55,7 +75,7 @@ def concept_judge(cards: pl.DataFrame, cfg: ConceptJudgeConfig) -> pl.DataFrame:
     patterns = {name: _pattern(words) for name, words in cfg.keywords.items()}
     windows = [span_window(c, cfg.window_chars) for c in cards["context"].to_list()]
     spans = cards.select("latent").with_columns(
-        pl.Series(name, [bool(p.search(w)) for w in windows], dtype=pl.Boolean)
+        pl.Series(name, [fires_on(p, w) for w in windows], dtype=pl.Boolean)
         for name, p in patterns.items()
     )
     shares = spans.group_by("latent").agg(pl.col(list(patterns)).mean()).sort("latent")

@@ -6,13 +6,14 @@ Two mechanisms, switched separately (the paper's ablation):
               the unintended latents' share of the reconstruction taken out of the input
               (every positive pre-activation, not only the top k, and the decoder bias
               with it: `SelfReg.decompose_features`)
-    penalty:  lambda * mean_{c, j in U} |S_cj|,    S = (w_c * scale - b_dec) W_enc + b_enc
+    penalty:  lambda * mean_{c, j in U} |S_cj|,    S = (w_c - b_dec) W_enc + b_enc
 
 S is the SAE pre-activation of each class's weight vector w_c read as if it were an
-activation: a weight that points along an unintended latent's encoder direction pre-activates
-it, and the penalty pushes that alignment to zero. (The paper writes S = (w - b_dec) W_enc +
-b_enc for SAEs trained on raw activations, `SelfReg.compute_constraint`; `pre_acts` applies
-the SAE's input scale the same way it does to activations.)
+activation (`SelfReg.compute_constraint`): a weight that points along an unintended latent's
+encoder direction pre-activates it, and the penalty pushes that alignment down. In the
+reference the SAE and the classifier read the same vectors; here the SAE reads activations
+times its input `scale`, so the classifier reads them in those units too
+(`sae_units`), and S reads w in them.
 """
 
 from __future__ import annotations
@@ -35,9 +36,16 @@ def check_latents(sae: SparseAutoencoder, unintended: Tensor) -> Tensor:
     return latents
 
 
+def sae_units(sae: SparseAutoencoder, x: Tensor) -> Tensor:
+    """Activations in the units the SAE reads (times its input scale): the classifier's
+    inputs, so that its weight lives where the SAE's encoder does."""
+    return x * sae.scale
+
+
 def weight_preacts(sae: SparseAutoencoder, weight: Tensor) -> Tensor:
-    """S: the SAE pre-activations of each row of a classifier weight (n_classes, d_in)."""
-    return sae.pre_acts(weight)
+    """S = (w - b_dec) W_enc + b_enc for each row of a classifier weight (n_classes, d_in)
+    that reads `sae_units` (pre_acts scales its input, so w goes in unscaled)."""
+    return sae.pre_acts(weight / sae.scale)
 
 
 def alignment_penalty(sae: SparseAutoencoder, weight: Tensor, unintended: Tensor) -> Tensor:
