@@ -87,20 +87,36 @@ def run_methods(
         remove, penalize = SELFREG.get(method, (False, False))
         cfg = replace(base, **baselines.get(method, {}))
         X_train, X_eval = inputs[remove]
+        mean, std = standardizer(X_train)
+        Z_train = (X_train - mean) / std
+        # The classifier reads standardized inputs; its weight in the SAE's units is w / std
+        # (the mean goes into the bias), and that is the weight the penalty reads.
+        std_t = torch.as_tensor(std, dtype=torch.float32)
         for lam in lambdas if penalize else [float("nan")]:
             penalty = (
-                (lambda w, lam=lam: lam * alignment_penalty(sae, w, latents)) if penalize else None
+                (lambda w, lam=lam, s=std_t: lam * alignment_penalty(sae, w / s, latents))
+                if penalize
+                else None
             )
             for seed in seeds:
-                fit = train_classifier(X_train, split.y_train, n_classes, cfg, seed, penalty)
+                fit = train_classifier(Z_train, split.y_train, n_classes, cfg, seed, penalty)
                 for name, e in split.evals.items():
+                    proba = fit.proba((X_eval[name] - mean) / std)
                     rows.append(
                         {"split": name, "method": method, "lambda": lam, "seed": seed}
-                        | score(fit.proba(X_eval[name]), e.y, e.group, seed)
+                        | score(proba, e.y, e.group, seed)
                         | {"input_leakage": leak[(remove, name)], "unintended": len(latents)}
                         | {"best_epoch": fit.best_epoch}
                     )
     return pl.DataFrame(rows)
+
+
+def standardizer(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std of the training inputs. A residual stream has a few
+    dimensions hundreds of times larger than the rest; unscaled, AdamW on the linear head
+    stops far from the optimum (on clean SST-2 at layer 6, test accuracy 0.50 to 0.54
+    against 0.68 for a converged logistic regression)."""
+    return X.mean(0), X.std(0) + 1e-6
 
 
 def _scaled(sae: SparseAutoencoder, X: np.ndarray) -> np.ndarray:
