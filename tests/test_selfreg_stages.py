@@ -151,6 +151,7 @@ def test_metrics_keys_carry_lambda_without_dots_and_curves_repeat_the_baselines(
     metrics = selfreg_metrics(summary, unintended=3)
     assert metrics["test"]["selfreg_lambda10"]["accuracy"]["p_vs_plain"] == 0.02
     assert "p_vs_plain" not in metrics["test"]["plain"]["accuracy"]
+    assert metrics["test"]["fairness"].startswith("not measured")  # no dp_gap: no group
     curve = lambda_curves(summary)["accuracy"]
     assert curve.filter(pl.col("series") == "plain")["lambda"].to_list() == [1.0, 10.0]
 

@@ -26,6 +26,10 @@ def selfreg_metrics(summary: pl.DataFrame, unintended: int) -> dict:
     the unintended set (`empty_unintended` flags a run where self-regularization had nothing
     to remove, so its methods were not run)."""
     out: dict = {"unintended": unintended, "empty_unintended": unintended == 0}
+    measured = set(summary.filter(pl.col("metric") == "dp_gap")["split"].to_list())
+    for split in summary["split"].unique().to_list():
+        if split not in measured:
+            out.setdefault(split, {})["fairness"] = "not measured: no binary 'group' column"
     for row in summary.iter_rows(named=True):
         method = method_key(row["method"], row["lambda"])
         entry = {k: row[k] for k in ("mean", "std", "ci_low", "ci_high")}
