@@ -120,8 +120,8 @@ def standardizer(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _scaled(sae: SparseAutoencoder, X: np.ndarray) -> np.ndarray:
-    # Every classifier reads the SAE's units (see penalty.sae_units): the same inputs for
-    # every method, and for Gemma's residual stream a scale AdamW trains well at.
+    # Every method starts from the SAE's units (see penalty.sae_units), where removal and
+    # the penalty are defined; the standardizer then conditions them for AdamW.
     return sae_units(sae, torch.as_tensor(X, dtype=torch.float32)).numpy()
 
 
