@@ -48,6 +48,8 @@ def test_the_judges_mark_latents_and_every_method_is_scored_on_test_and_ood(tiny
     assert "dp_gap" in metrics["test"]["plain"]  # the cue is the group
     curve = (tiny_project / "reports/plots/selfreg/grammar_cue-L1/accuracy.csv").read_text()
     assert curve.startswith("series,lambda,accuracy")
+    assert "selfreg/grammar_cue-L1/dp_gap.csv" in dvc(tiny_project, "plots", "show", "--json")
+    assert "reports/selfreg/grammar_cue/L1/metrics.json" in dvc(tiny_project, "metrics", "show")
 
     attribute = read(tiny_project, "reports/selfreg/politician_gender/L1/unintended.json")
     d_sae = 2 * 384
