@@ -141,3 +141,20 @@ def test_the_readmes_selfreg_preset_is_valid_params():
         0,
         "per_token",
     )
+
+
+@pytest.mark.parametrize(
+    "name", ["params.yaml", "tests/data/tiny_params.yaml", "tests/data/ci_params.yaml"]
+)
+def test_params_stay_valid_yaml_after_dvc_rewrites_them(name, tmp_path):
+    """`dvc exp run -S` round-trips params.yaml through its own YAML writer, which drops
+    the quotes of a string in a flow mapping (`{task: "Is it?"}`) and leaves invalid YAML."""
+    from dvc.utils.serialize import modify_yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / name).read_text())
+    with modify_yaml(path) as data:
+        data["seed"] = 1
+    params = config.load_params(path)
+    config.validate_all(params)
+    assert params["seed"] == 1
