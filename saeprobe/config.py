@@ -905,6 +905,16 @@ def judges_config(params: dict[str, Any], name: str) -> JudgesConfig:
             )
         if not 0.0 < concepts.min_share <= 1.0:
             raise ConfigError(f"params: '{where}.concepts.min_share' must lie in (0, 1]")
+        if concepts.window_chars < 0:
+            raise ConfigError(f"params: '{where}.concepts.window_chars' must be >= 0")
+    attribute = cfg.attribute
+    if attribute is not None and not (
+        0.0 <= attribute.min_separation <= 1.0 and -1.0 <= attribute.margin <= 1.0
+    ):
+        raise ConfigError(
+            f"params: '{where}.attribute' needs min_separation in [0, 1] and margin in "
+            f"[-1, 1] (separations are |2 AUC - 1|); got {attribute}"
+        )
     if cfg.llm is not None and not cfg.llm.task.strip():
         raise ConfigError(f"params: '{where}.llm.task' must describe the task in a sentence")
     return cfg
@@ -961,13 +971,34 @@ def selfreg_config(params: dict[str, Any]) -> SelfRegConfig:
         not cfg.lambdas or any(lam <= 0 for lam in cfg.lambdas)
     ):
         raise ConfigError(f"params: 'selfreg.lambdas' must be positive, got {cfg.lambdas}")
+    for key, values in (("methods", cfg.methods), ("lambdas", [f"{v:g}" for v in cfg.lambdas])):
+        if len(set(values)) != len(values):
+            raise ConfigError(f"params: 'selfreg.{key}' lists a value twice: {values}")
     c = cfg.classifier
     if not 0.0 < c.val_fraction < 1.0 or c.batch_size < 1 or c.max_epochs < 1 or c.lr <= 0:
         raise ConfigError(
             "params: 'selfreg.classifier' needs lr > 0, batch_size and max_epochs >= 1 and "
             "val_fraction in (0, 1)"
         )
+    if c.patience < 1 or c.max_decays < 0 or not 0.0 < c.lr_decay <= 1.0:
+        raise ConfigError(
+            "params: 'selfreg.classifier' needs patience >= 1, max_decays >= 0 and lr_decay "
+            "in (0, 1]"
+        )
+    for name, overrides in [("classifier", dataclasses.asdict(c)), *cfg.baselines.items()]:
+        check_regularizers(
+            overrides, f"selfreg.{'' if name == 'classifier' else 'baselines.'}{name}"
+        )
     return cfg
+
+
+def check_regularizers(values: dict[str, float], where: str) -> None:
+    """Coefficients >= 0; dropout and label smoothing are probabilities below 1."""
+    for key in ("weight_decay", "l2", "focal_gamma", "spectral", "dropout", "label_smoothing"):
+        value = values.get(key, 0.0)
+        if value < 0 or (key in ("dropout", "label_smoothing") and value >= 1):
+            bound = "[0, 1)" if key in ("dropout", "label_smoothing") else ">= 0"
+            raise ConfigError(f"params: '{where}.{key}' must be {bound}, got {value}")
 
 
 def check_selfreg(params: dict[str, Any], datasets: list[str], layers: list[int]) -> None:

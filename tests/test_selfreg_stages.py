@@ -103,6 +103,34 @@ def test_the_attribute_judge_without_a_group_column_names_it():
         )
 
 
+def test_a_partly_empty_group_column_is_refused(tmp_path):
+    from saeprobe.regularization.inputs import load_split
+    from saeprobe.store import PooledWriter
+
+    ids = [f"d{i}" for i in range(6)]
+    writer = PooledWriter(tmp_path / "pooled.parquet", [1], ["last"], 2)
+    writer.append(ids, {"L1_last": np.ones((6, 2), np.float32)})
+    writer.close()
+    prepared = pl.DataFrame(
+        {
+            "id": ids,
+            "label": [0, 1, 0, 1, 0, 1],
+            "split": ["train"] * 4 + ["test"] * 2,
+            "group": ["a", None, "b", "a", "a", "b"],
+        }
+    )
+    with pytest.raises(ConfigError, match="'group' is empty on 1 of 4 rows"):
+        load_split(prepared, tmp_path / "pooled.parquet", 1, "last", "selfreg@x-1")
+
+
+def test_fairness_is_not_measured_on_a_split_with_one_group():
+    from saeprobe.regularization.experiment import score
+
+    proba = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    out = score(proba, np.array([0, 1, 1]), np.array(["a", "a", "a"]), seed=0)
+    assert np.isnan(out["dp_gap"]) and np.isnan(out["eo_gap"]) and out["accuracy"] == 2 / 3
+
+
 def test_an_sae_of_another_layer_or_model_is_refused(tmp_path):
     stats = tmp_path / "stats.json"
     stats.write_text(json.dumps({"model": "minilm"}))
@@ -169,6 +197,17 @@ def test_metrics_keys_carry_lambda_without_dots_and_curves_repeat_the_baselines(
         (lambda p: p["unintended"].update(layers=[2]), "'unintended.layers' has \\[2\\]"),
         (lambda p: p.update(probe_datasets=["spam", "spam"]), "twice"),
         (lambda p: p["selfreg"]["baselines"].update(l2={"l3": 1.0}), "'l3'"),
+        (lambda p: p["selfreg"].update(lambdas=[1.0, 1.0]), "lists a value twice"),
+        (lambda p: p["selfreg"].update(methods=["plain", "plain"]), "lists a value twice"),
+        (lambda p: p["selfreg"]["baselines"].update(l2={"dropout": 1.5}), "dropout' must be"),
+        (lambda p: p["selfreg"]["baselines"].update(l2={"l2": -1.0}), "l2' must be >= 0"),
+        (lambda p: p["selfreg"]["classifier"].update(max_decays=-1), "max_decays >= 0"),
+        (
+            lambda p: p["unintended"]["benchmarks"]["politician_gender"]["attribute"].update(
+                min_separation=2.0
+            ),
+            "min_separation in \\[0, 1\\]",
+        ),
     ],
 )
 def test_selfreg_params_mistakes_are_named(change, message):

@@ -135,7 +135,8 @@ def score(proba: np.ndarray, y: np.ndarray, group: np.ndarray | None, seed: int)
         "accuracy": float(accuracy_score(y, pred)),
         "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
     }
-    fair = group is not None and proba.shape[1] == 2
+    # Gaps need a binary prediction and two groups in this evaluation set.
+    fair = group is not None and len(np.unique(group)) >= 2 and proba.shape[1] == 2
     out["dp_gap"] = demographic_parity_gap(pred, group) if fair else float("nan")
     out["eo_gap"] = equalized_odds_gap(pred, y, group) if fair else float("nan")
     binary_group = group is not None and len(np.unique(group)) == 2

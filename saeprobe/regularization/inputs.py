@@ -44,9 +44,18 @@ def check_sae_matches(sae: SparseAutoencoder, layer: int, stats_path: Path, wher
         )
 
 
-def _group(part: pl.DataFrame) -> np.ndarray | None:
+def _group(part: pl.DataFrame, where: str) -> np.ndarray | None:
+    """The split's `group` values; None when the column is empty. A partly empty column
+    would make its missing rows a group of their own, so it is refused."""
     values = part["group"]
-    return None if values.null_count() == values.len() else values.fill_null("").to_numpy()
+    if values.null_count() == values.len():
+        return None
+    if values.null_count():
+        raise ConfigError(
+            f"{where}: column 'group' is empty on {values.null_count()} of {values.len()} "
+            "rows of a split; fill it everywhere or nowhere"
+        )
+    return values.to_numpy()
 
 
 def load_split(
@@ -71,13 +80,13 @@ def load_split(
         return X[[row_of[d] for d in part["id"].to_list()]]
 
     evals = {
-        name: EvalSet(rows(part), part["label"].to_numpy(), _group(part))
+        name: EvalSet(rows(part), part["label"].to_numpy(), _group(part, where))
         for name, part in parts.items()
         if name != "train" and part.height
     }
     train = parts["train"]
     split = Split(rows(train), train["label"].to_numpy(), evals)
-    return split, _group(train)
+    return split, _group(train, where)
 
 
 def read_unintended(path: Path) -> np.ndarray:
