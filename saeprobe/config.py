@@ -920,10 +920,15 @@ def judges_config(params: dict[str, Any], name: str) -> JudgesConfig:
     return cfg
 
 
-def unintended_combine(params: dict[str, Any]) -> str:
-    value = field_value(params, UnintendedConfig, "unintended", "combine")
-    check_names([value], COMBINE, "unintended.combine")
+def named_field(params: dict[str, Any], cls: type, name: str, key: str, valid: tuple) -> str:
+    """One key of a section whose value must be one of `valid`."""
+    value = field_value(params, cls, name, key)
+    check_names([value], valid, f"{name}.{key}")
     return value
+
+
+def unintended_combine(params: dict[str, Any]) -> str:
+    return named_field(params, UnintendedConfig, "unintended", "combine", COMBINE)
 
 
 def llm_endpoint_config(params: dict[str, Any]) -> LLMEndpointConfig:
@@ -943,9 +948,7 @@ def unintended_config(params: dict[str, Any]) -> UnintendedConfig:
 
 
 def selfreg_pooling(params: dict[str, Any]) -> str:
-    value = field_value(params, SelfRegConfig, "selfreg", "pooling")
-    check_names([value], POOLINGS, "selfreg.pooling")
-    return value
+    return named_field(params, SelfRegConfig, "selfreg", "pooling", POOLINGS)
 
 
 def selfreg_config(params: dict[str, Any]) -> SelfRegConfig:

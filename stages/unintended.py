@@ -5,7 +5,7 @@ import polars as pl
 
 from saeprobe import config
 from saeprobe.data.schema import read_prepared
-from saeprobe.io import atomic_outputs, json_text, read_json, write_json
+from saeprobe.io import atomic_outputs, json_text, write_json
 from saeprobe.regularization.inputs import check_sae_matches, load_split
 from saeprobe.regularization.unintended import (
     combine_decisions,
@@ -55,7 +55,8 @@ def main(name: str, layer: str) -> None:
     )
     table = combine_decisions(table, cards, combine)
     # The cache is an output that persists between runs: it exists even when no judge asked.
-    write_json(cache, read_json(cache) if cache.exists() else {})
+    if not cache.exists():
+        write_json(cache, {})
     report = selfreg_report(name, layer, "unintended")
     with atomic_outputs(unintended_path(name, layer), report) as (out, metrics):
         table.write_parquet(out)

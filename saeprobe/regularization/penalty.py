@@ -12,8 +12,8 @@ S is the SAE pre-activation of each class's weight vector w_c read as if it were
 activation (`SelfReg.compute_constraint`): a weight that points along an unintended latent's
 encoder direction pre-activates it, and the penalty pushes that alignment down. In the
 reference the SAE and the classifier read the same vectors; here the SAE reads activations
-times its input `scale`, so the classifier reads them in those units too
-(`sae_units`), and S reads w in them.
+times its input `scale` (`sae_units`), so w must be the classifier's weight in those units
+(experiment.run_methods standardizes the inputs and hands the penalty w / std).
 """
 
 from __future__ import annotations
