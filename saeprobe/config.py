@@ -40,7 +40,7 @@ DENSE_POOLINGS = ("mean", "max", "sum", "last")  # topn is MOSAIC's, probed by i
 HIDDEN_METHODS = ("logreg_l2", "logreg_l1", "pca", "knn", "xgboost", "mlp", "tree")
 TEXT_METHODS = ("tfidf",)
 SAE_METHODS = ("sae_topk", "sae_topk_bin", "sae_l1")
-L1_SOLVERS = ("saga", "liblinear")
+L1_SOLVERS = ("saga", "liblinear", "path")
 MOSAIC_METHODS = ("mosaic_linear", "mosaic_tree")  # on binarized top-n counts
 PAPER_BASELINES = ("logreg_l2", "pca", "knn", "xgboost", "mlp")  # the sparse-probing quiver
 REGIMES = ("normal", "scarcity", "imbalance", "noise", "shift")
@@ -270,9 +270,10 @@ class ProbeConfig:
     n_jobs: int = -1  # joblib workers; -1: one per core
     c_log10_range: list[float] = field(default_factory=lambda: [-5.0, 5.0])  # logistic C grid
     c_grid_size: int = 10
-    # L1 fits (logreg_l1, sae_l1, the top-k probes): saga, as the reference fits them, or
-    # liblinear, converged and faster (see bench/probes.py).
-    l1_solver: str = "saga"
+    # L1 fits (logreg_l1, sae_l1, the top-k probes): path, every C, fold and class in one
+    # batched solve of the problem the reference's 1,000 epochs of saga reach
+    # (probes/path.py); saga, the reference's own fits; liblinear, the L1 optimum itself.
+    l1_solver: str = "path"
     sae_k: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
     hidden_pooling: str = "last"  # one of extract.pooling; the paper probes the last token
     sae_pooling: str = "last"  # one of features.pooling but topn

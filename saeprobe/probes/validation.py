@@ -16,6 +16,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import LeavePOut, StratifiedKFold
 from sklearn.multiclass import OneVsRestClassifier
 
+from saeprobe.probes import path
+
 Split = tuple[np.ndarray, np.ndarray]
 
 
@@ -101,6 +103,8 @@ def select_logistic(
     the reference's descending grid resolves them. Every fit starts cold, as the
     reference's do: lbfgs often stops short of the optimum on unscaled activations, and a
     warm start would stop somewhere else."""
+    if penalty == "l1" and l1_solver == "path":
+        return select_l1_path(X, y, Cs, seed, n_classes)
     splits = validation_splits(y, seed) if len(y) > 3 else []
     Cs = sorted(Cs)
     if not splits:  # too few examples to validate: the default C, scored on training data
@@ -118,6 +122,70 @@ def select_logistic(
     # depends on the row order, so the same order gives the same probe.
     order = np.random.RandomState(seed).permutation(len(y))
     return fit_quietly(model, X[order], y[order]), {"C": float(Cs[best])}, float(mean[best])
+
+
+class LinearProbe:
+    """A fitted logistic regression (one-vs-rest over several classes, its probabilities
+    normalized as scikit-learn's OneVsRestClassifier does), for `proba_full`."""
+
+    def __init__(self, coef: np.ndarray, intercept: np.ndarray, classes: np.ndarray):
+        self.coef_, self.intercept_, self.classes_ = coef, intercept, classes
+
+    def predict_proba(self, X) -> np.ndarray:
+        scores = 1.0 / (1.0 + np.exp(-(np.asarray(X @ self.coef_.T) + self.intercept_)))
+        if len(self.classes_) == 2:
+            return np.column_stack([1.0 - scores[:, 0], scores[:, 0]])
+        total = scores.sum(1, keepdims=True)
+        return np.where(total > 0, scores / np.where(total > 0, total, 1.0), 1 / scores.shape[1])
+
+
+def select_l1_path(X, y, Cs: Sequence[float], seed: int, n_classes: int, epochs: int = 1000):
+    """`find_best_reg(penalty="l1")` with `probe.l1_solver: path`: every C on every
+    validation fold, and on all training data, one-vs-rest for several classes, as one
+    batched solve of the L1 problem with the L2 penalty that the reference's `epochs` of
+    saga imply (`saeprobe.probes.path`). Selection as `select_logistic`: best mean
+    validation AUC, ties to the largest C."""
+    splits = validation_splits(y, seed) if len(y) > 3 else []
+    Cs = sorted(Cs) if splits else [1.0]  # too few to validate: the default C
+    folds = [np.ones(len(y), dtype=bool)]  # all training data first, then each fold
+    for train, _ in splits:
+        rows = np.zeros(len(y), dtype=bool)
+        rows[train] = True
+        folds.append(rows)
+    problems = []  # (fold, C, class)
+    for f, rows in enumerate(folds):
+        classes = np.unique(y[rows])
+        targets = classes[1:] if len(classes) == 2 else classes
+        problems += [(f, C, c) for C in Cs for c in targets]
+    rows = np.column_stack([folds[f] for f, _, _ in problems])
+    lam2 = {f: path.saga_budget_l2(X, folds[f], epochs) for f in range(len(folds))}
+    solution = path.solve(
+        X,
+        path.Problems(
+            targets=np.column_stack([y == c for _, _, c in problems]),
+            rows=rows,
+            lam1=np.array([1.0 / (C * folds[f].sum()) for f, C, _ in problems]),
+            lam2=np.array([lam2[f] for f, _, _ in problems]),
+        ),
+    )
+
+    def probe(f: int, C: float) -> LinearProbe:
+        picked = [i for i, (g, D, _) in enumerate(problems) if g == f and D == C]
+        classes = np.unique(y[folds[f]])
+        return LinearProbe(solution.coef[picked], solution.intercept[picked], classes)
+
+    if not splits:
+        model = probe(0, 1.0)
+        return model, {"C": 1.0}, auc(y, proba_full(model, X, n_classes))
+    scores = np.array(
+        [
+            [auc(y[va], proba_full(probe(i + 1, C), X[va], n_classes)) for C in Cs]
+            for i, (_, va) in enumerate(splits)
+        ]
+    )
+    mean = np.nanmean(scores, axis=0) if np.isfinite(scores).any() else np.zeros(len(Cs))
+    best = last_argmax(mean)
+    return probe(0, Cs[best]), {"C": float(Cs[best])}, float(mean[best])
 
 
 def last_argmax(values: np.ndarray) -> int:
