@@ -41,6 +41,7 @@ HIDDEN_METHODS = ("logreg_l2", "logreg_l1", "pca", "knn", "xgboost", "mlp", "tre
 TEXT_METHODS = ("tfidf",)
 SAE_METHODS = ("sae_topk", "sae_topk_bin", "sae_l1")
 L1_SOLVERS = ("saga", "liblinear", "path")
+PROBE_BACKENDS = ("loky", "dask")
 MOSAIC_METHODS = ("mosaic_linear", "mosaic_tree")  # on binarized top-n counts
 PAPER_BASELINES = ("logreg_l2", "pca", "knn", "xgboost", "mlp")  # the sparse-probing quiver
 REGIMES = ("normal", "scarcity", "imbalance", "noise", "shift")
@@ -267,7 +268,11 @@ def _default_grids() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    n_jobs: int = -1  # joblib workers; -1: one per core
+    n_jobs: int = -1  # joblib workers; -1: one per core (with dask: every worker's threads)
+    # Where the fits run: loky, processes on this machine; dask, the workers of the Dask
+    # cluster whose scheduler listens at `scheduler` (tcp://host:port). Results are the same.
+    backend: str = "loky"
+    scheduler: str | None = None
     c_log10_range: list[float] = field(default_factory=lambda: [-5.0, 5.0])  # logistic C grid
     c_grid_size: int = 10
     # L1 fits (logreg_l1, sae_l1, the top-k probes): path, every C, fold and class in one
@@ -702,6 +707,12 @@ def probe_config(params: dict[str, Any]) -> ProbeConfig:
     check_names(cfg.compare_methods, HIDDEN_METHODS + SAE_METHODS, "probe.compare_methods")
     check_names(cfg.mosaic_methods, MOSAIC_METHODS, "probe.mosaic_methods")
     check_names([cfg.l1_solver], L1_SOLVERS, "probe.l1_solver")
+    check_names([cfg.backend], PROBE_BACKENDS, "probe.backend")
+    if cfg.backend == "dask" and not cfg.scheduler:
+        raise ConfigError(
+            "params: 'probe.backend' dask needs 'probe.scheduler', the address of a Dask "
+            "scheduler such as tcp://127.0.0.1:8786 (start one with `dask scheduler`)"
+        )
     check_grids(cfg)
     if len(cfg.c_log10_range) != 2 or cfg.c_grid_size < 1:
         raise ConfigError("params: 'probe.c_log10_range' must be [low, high], c_grid_size >= 1")

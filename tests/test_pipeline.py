@@ -171,3 +171,21 @@ def test_a_params_mistake_stops_dvc_repro_before_any_output_is_removed(tiny_proj
     assert probes.read_bytes() == before
     # DVC removed only the marker of the stage that failed; restored params rebuild it alone.
     assert ran(dvc(tiny_project, "repro")) == {"check_params"}
+
+
+def test_a_second_clone_pulls_from_the_shared_remote_and_reruns_nothing(tiny_project, tmp_path):
+    """The team's cache: git carries dvc.lock and the small uncached outputs (markers,
+    metrics), a DVC remote carries the data; a new clone that pulls has nothing to rerun."""
+    remote, clone = tmp_path / "remote", tmp_path / "clone"
+    dvc(tiny_project, "remote", "add", "--default", "shared", str(remote))
+    run_in(tiny_project, "git", "add", "-A")
+    run_in(tiny_project, "git", "commit", "-qm", "results and the shared remote")
+    dvc(tiny_project, "push")
+    run_in(tmp_path, "git", "clone", "-q", str(tiny_project), str(clone))
+    assert not (clone / "data/probes/spam.parquet").exists()
+    dvc(clone, "pull")
+    assert (clone / "data/probes/spam.parquet").read_bytes() == (
+        tiny_project / "data/probes/spam.parquet"
+    ).read_bytes()
+    assert "up to date" in dvc(clone, "status")
+    assert ran(dvc(clone, "repro")) == set()

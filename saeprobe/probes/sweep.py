@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, parallel_config
 from sklearn.metrics import accuracy_score, f1_score
 
 from saeprobe.config import ProbeConfig, RegimeConfig
-from saeprobe.errors import Infeasible
+from saeprobe.errors import ConfigError, Infeasible
 from saeprobe.probes.methods import METHODS, FitContext, fit_method
 from saeprobe.probes.validation import auc
 from saeprobe.regimes import Sample, sample
@@ -49,6 +49,9 @@ RESULT_SCHEMA = {
     "status": pl.String,
     "message": pl.String,
 }
+
+
+SCHEDULER_TIMEOUT_S = 30  # how long to wait for probe.scheduler to answer
 
 
 class FitFailed(RuntimeError):
@@ -252,15 +255,37 @@ def run_sweep(
     jobs, rows = plan(dataset, y, prepared["split"].to_numpy(), reps, cfg, regimes, base_seed)
     if progress:
         progress(f"{dataset}: {len(jobs)} probe jobs")
-    timed = Parallel(n_jobs=cfg.n_jobs, verbose=0)(
-        delayed(_timed)(job, y, n_classes, cfg) for job in jobs
-    )
+    timed = run_parallel([delayed(_timed)(job, y, n_classes, cfg) for job in jobs], cfg)
     seconds: dict[str, float] = {}
     for job, (result, elapsed) in zip(jobs, timed, strict=True):
         rows += result
         key = f"{job.setting.regime}/{job.rep.kind}"
         seconds[key] = round(seconds.get(key, 0.0) + elapsed, 3)
     return results_frame(rows), seconds
+
+
+def run_parallel(tasks: list, cfg: ProbeConfig) -> list:
+    """Run joblib tasks on this machine (loky) or on a Dask cluster through joblib's dask
+    backend; every task is a pure function of its job, so both give the same results."""
+    if cfg.backend != "dask":
+        return Parallel(n_jobs=cfg.n_jobs)(tasks)
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise ConfigError(
+            "params: 'probe.backend' dask needs the distributed package: "
+            "pip install 'saeprobe[dask]'"
+        ) from exc
+    try:
+        client = Client(cfg.scheduler, timeout=SCHEDULER_TIMEOUT_S)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"params: 'probe.scheduler' {cfg.scheduler!r}: no Dask scheduler answers there "
+            f"({type(exc).__name__}: {exc}); expected the address of a running one, "
+            "such as tcp://127.0.0.1:8786"
+        ) from exc
+    with client, parallel_config(backend="dask"):
+        return Parallel(n_jobs=cfg.n_jobs)(tasks)
 
 
 def _timed(job: ProbeJob, y: np.ndarray, n_classes: int, cfg: ProbeConfig):
