@@ -64,3 +64,29 @@ def test_reconstruction_metrics_by_hand():
     with torch.no_grad():
         dead.b_enc.fill_(-1e6)
     assert reconstruction_metrics(dead, [x])["dead_share"] == 1.0
+
+
+@pytest.mark.parametrize("softcap", [None, 5.0])
+def test_the_ce_on_target_positions_equals_the_ce_over_full_logits(tiny_lm, softcap):
+    from torch.nn import functional as F
+
+    from saeprobe.sae.evaluate import spliced_ce
+
+    tiny_lm.model.config.final_logit_softcapping = softcap
+    tok = tiny_lm.tokenizer
+    enc = tok(
+        ["the cat sat", "dogs bark at night and sleep by day"],
+        padding=True,
+        return_tensors="pt",
+        return_special_tokens_mask=True,
+    )
+    attention = enc["attention_mask"].bool()
+    content = attention & (enc["special_tokens_mask"] == 0)
+    ids = enc["input_ids"]
+    ce, n = spliced_ce(tiny_lm, None, 2, ids, attention, content, "clean")
+    logits = tiny_lm.model(input_ids=ids, attention_mask=attention).logits  # capped inside
+    targets = ids[:, 1:].masked_fill(~content[:, 1:], -100)
+    full = F.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(), reduction="sum")
+    assert n == int(content[:, 1:].sum()) > 0
+    assert ce == pytest.approx(float(full), rel=1e-5)
+    tiny_lm.model.config.final_logit_softcapping = None

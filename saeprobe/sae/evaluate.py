@@ -69,14 +69,40 @@ def spliced_ce(
 
     handle = blocks[layer - 1].register_forward_hook(hook)
     try:
-        logits = lm.model(input_ids=input_ids, attention_mask=attention, use_cache=False).logits
+        return _summed_ce(lm, input_ids, attention, content[:, 1:])
     finally:
         handle.remove()
-    targets = input_ids[:, 1:].masked_fill(~content[:, 1:], -100)
-    ce = F.cross_entropy(
-        logits[:, :-1].float().flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum"
-    )
-    return float(ce), int((targets != -100).sum())
+
+
+def _summed_ce(lm: LoadedModel, input_ids: Tensor, attention: Tensor, scored: Tensor):
+    """Summed next-token CE where `scored` (the targets' mask) is true. The LM head (for
+    Gemma, 262k vocabulary rows: more work than the blocks) runs on those positions only."""
+    model = lm.model
+    head = model.get_output_embeddings()
+    targets = input_ids[:, 1:]
+    if head is None or not hasattr(model, "get_decoder") or _rescales_logits(model):
+        logits = model(input_ids=input_ids, attention_mask=attention, use_cache=False).logits
+        logits = logits[:, :-1][scored]
+    else:
+        hidden = model.get_decoder()(
+            input_ids=input_ids, attention_mask=attention, use_cache=False
+        ).last_hidden_state
+        logits = head(hidden[:, :-1][scored])
+        cap = getattr(_text_config(model), "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+    ce = F.cross_entropy(logits.float(), targets[scored], reduction="sum")
+    return float(ce), int(scored.sum())
+
+
+def _text_config(model):
+    config = model.config
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def _rescales_logits(model) -> bool:
+    """Models whose forward scales the head's output (beyond soft-capping, handled here)."""
+    return getattr(_text_config(model), "logit_scale", None) not in (None, 1.0)
 
 
 def ce_loss_recovered(
