@@ -16,7 +16,9 @@ package's imports need libraries saeprobe does not):
     sae_top<k>            run_sae_evals.get_sorted_indices + find_best_reg(penalty l1)
 
 and prints, per method and regime, the mean |test AUC difference|, the fits, and both wall
-times with their ratio (reference / saeprobe).
+times with their ratio (reference / saeprobe). Both run on one BLAS thread, as each of the
+pipeline's sweep workers does (joblib gives a worker its share of the cores): small fits
+spend more time waking BLAS threads than computing.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from saeprobe import config
 from saeprobe.config import DatasetConfig, ProbeConfig
@@ -147,8 +150,6 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     params = config.load_params(args.root / "params.yaml")
-    regimes = config.regime_configs(params)
-    cfg = ProbeConfig(n_jobs=1)  # the reference's grids and search spaces
     ref = load_reference()
     sae_path = args.root / f"data/sae/L{args.layer}/pretrained/sae"
     methods = []
@@ -156,9 +157,18 @@ def main() -> None:
         methods += [f"sae_top{k}" for k in args.k] if m == "sae_topk" else [m]
     diffs: dict[tuple[str, str], list[float]] = defaultdict(list)
     seconds: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
-    holder: dict = {}
     tasks = pick_tasks(params, args.tasks, args.sample_seed)
     print(f"tasks: {tasks}")
+    with threadpool_limits(1):
+        compare(args, params, tasks, methods, ref, sae_path, diffs, seconds)
+    report(args, methods, diffs, seconds)
+
+
+def compare(args, params, tasks, methods, ref, sae_path, diffs, seconds) -> None:
+    """Fit every method with saeprobe and with the reference on the same samples."""
+    regimes = config.regime_configs(params)
+    cfg = ProbeConfig(n_jobs=1)  # the reference's grids and search spaces
+    holder: dict = {}
     for task in tasks:
         prepared, X, codes = features(params, task, args.layer, sae_path, holder)
         y = prepared["label"].to_numpy()
@@ -201,6 +211,9 @@ def main() -> None:
                         seconds[key][0] += mid - start
                         seconds[key][1] += end - mid
                 print(f"{task} {regime} {level}: done", flush=True)
+
+
+def report(args, methods, diffs, seconds) -> None:
     print(
         f"\n{'method':14s} {'regime':10s} {'fits':>5s} {'mean|dAUC|':>11s} {'max|dAUC|':>10s}"
         f" {'ours s':>8s} {'ref s':>8s} {'ref/ours':>8s}"

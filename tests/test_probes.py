@@ -15,7 +15,7 @@ from saeprobe.features import pool_latents
 from saeprobe.probes.methods import FitContext, fit_method, rank_latents
 from saeprobe.probes.summary import quiver, summarize, with_labels
 from saeprobe.probes.sweep import RESULT_SCHEMA, FitFailed, Representation, run_sweep
-from saeprobe.probes.validation import select_logistic, validation_splits
+from saeprobe.probes.validation import auc, select_logistic, validation_splits
 
 
 def ctx(n_classes=2, **cfg):
@@ -276,3 +276,16 @@ def test_pca_and_knn_search_only_what_their_smallest_validation_fold_supports(n)
     for method in ("pca", "knn"):
         fit = fit_method(method, X[:n], y[:n], X[n:], ctx(grids=grids))
         assert np.isfinite(fit.val_auc)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_validation_auc_equals_scikit_learns_with_ties_and_several_classes(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, size=200)
+    proba = rng.integers(0, 5, size=(200, 3)) / 4.0  # coarse scores: many ties
+    macro = np.mean([roc_auc_score(y == c, proba[:, c]) for c in range(3)])
+    assert auc(y, proba) == pytest.approx(macro, abs=1e-12)
+    binary = (y > 0).astype(int)
+    two = np.column_stack([1 - proba[:, 1], proba[:, 1]])
+    assert auc(binary, two) == pytest.approx(roc_auc_score(binary, proba[:, 1]), abs=1e-12)
+    assert np.isnan(auc(np.zeros(5, dtype=int), two[:5]))

@@ -9,10 +9,10 @@ import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import LeavePOut, StratifiedKFold
 from sklearn.multiclass import OneVsRestClassifier
 
@@ -46,10 +46,22 @@ def auc(y: np.ndarray, proba: np.ndarray, classes: np.ndarray | None = None) -> 
     if len(present) < 2:
         return float("nan")
     if proba.shape[1] == 2:
-        return float(roc_auc_score(y, proba[:, 1]))
+        return binary_auc(y == present[-1], proba[:, 1])
     classes = np.arange(proba.shape[1]) if classes is None else classes
-    scores = [roc_auc_score(y == c, proba[:, i]) for i, c in enumerate(classes) if c in present]
+    scores = [binary_auc(y == c, proba[:, i]) for i, c in enumerate(classes) if c in present]
     return float(np.mean(scores))
+
+
+def binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
+    """`roc_auc_score(positive, score)` as the Mann-Whitney statistic: the share of
+    (positive, negative) pairs ranked correctly, ties counting half (average ranks). The
+    same number, without scikit-learn's input checks, which cost more than the AUC itself
+    for the thousands of small validation folds a sweep scores."""
+    positive = np.asarray(positive, dtype=bool)
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    ranks = rankdata(score)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def proba_full(model, X, n_classes: int) -> np.ndarray:
