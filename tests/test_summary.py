@@ -197,3 +197,27 @@ def test_compare_best_without_sae_probes_has_no_comparison():
     out = compare_best(with_labels(df), n_boot=50, seed=0)
     assert set(out) == {"best_baseline"}
     assert out["best_baseline"]["roc_auc"] == pytest.approx(0.85)
+
+
+def test_the_probe_report_leaves_the_other_stages_plots_in_place(tmp_path):
+    from saeprobe.config import ProbeReportConfig
+    from saeprobe.probes.report import write_probe_report
+
+    rows = [("a", 1, "hidden", "logreg_l2", s, 0.8 + s / 100, 0.8) for s in range(2)]
+    rows += [("a", 1, "sae_pretrained", "sae_top4", s, 0.7, 0.7) for s in range(2)]
+    results(rows).write_parquet(tmp_path / "a.parquet")
+    plots = tmp_path / "plots"
+    other = plots / "selfreg" / "a-L1" / "accuracy.csv"  # another stage's plot
+    other.parent.mkdir(parents=True)
+    other.write_text("series,lambda,accuracy\n")
+    write_probe_report(
+        [tmp_path / "a.parquet"],
+        results_path=tmp_path / "results.parquet",
+        metrics_path=tmp_path / "metrics.json",
+        plots_dir=plots,
+        n_boot=20,
+        seed=0,
+        cfg=ProbeReportConfig(quiver_layer=1),
+    )
+    assert other.read_text() == "series,lambda,accuracy\n"
+    assert (plots / "scarcity.csv").exists() and (plots / "layers.csv").exists()

@@ -48,10 +48,12 @@ def write_probe_report(
     results = pl.concat([pl.read_parquet(path) for path in probe_files])
     metrics = summarize(results, n_boot, seed, cfg)
     tables = plot_tables(results)
-    with atomic_outputs(results_path, metrics_path, plots_dir) as (table, summary, plots):
+    # Each plot file on its own: reports/plots also holds other stages' plots (selfreg).
+    plot_paths = [plots_dir / f"{name}.csv" for name in tables]
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_outputs(results_path, metrics_path, *plot_paths) as (table, summary, *plots):
         results.write_parquet(table)
         summary.write_text(json_text(metrics))
-        plots.mkdir()
-        for name, table_ in tables.items():
-            table_.write_csv(plots / f"{name}.csv")
+        for path, table_ in zip(plots, tables.values(), strict=True):
+            table_.write_csv(path)
     return metrics
