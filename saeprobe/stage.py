@@ -16,7 +16,9 @@ REPORTS = Path("reports")
 PARAMS_VALID = DATA / "params_valid.json"  # the check_params stage's marker
 CORPUS_TEXTS = DATA / "corpus" / "texts.parquet"
 CORPUS_ACTIVATIONS = DATA / "corpus" / "activations"
-METRICS = REPORTS / "metrics.json"
+METRICS = REPORTS / "metrics.json"  # the data sets' sizes
+HEADLINE = REPORTS / "headline.json"  # the handful of numbers `dvc exp show` lists
+REPORT_PAGE = REPORTS / "report.html"
 PROBE_RESULTS = REPORTS / "probes" / "results.parquet"
 PROBE_METRICS = REPORTS / "probes" / "metrics.json"
 PLOTS = REPORTS / "plots"
@@ -59,6 +61,15 @@ def features_path(name: str, layer: int) -> Path:
 
 def probes_path(name: str) -> Path:
     return DATA / "probes" / f"{name}.parquet"
+
+
+def classifier_path(name: str) -> Path:
+    """The SAE probe kept for `name`, refit and saved for `saeprobe predict` / `explain`."""
+    return DATA / "classifiers" / f"{name}.safetensors"
+
+
+def classifier_metrics_path(name: str) -> Path:
+    return REPORTS / "classifiers" / f"{name}.json"
 
 
 def activation_stats_path(name: str) -> Path:

@@ -1,0 +1,106 @@
+"""A trained SAE probe as a file: safetensors arrays (the latents it reads, its weights) and,
+as JSON metadata, what it reads them from (model, layer, SAE, pooling), so that new text goes
+through the same path (saeprobe.explain)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import load_file, save_file
+
+from saeprobe.errors import ConfigError
+from saeprobe.io import atomic_path
+
+FORMAT = "saeprobe.classifier/1"
+
+
+@dataclass(frozen=True)
+class ClassifierInfo:
+    """What a saved classifier reads, so that new text goes through the same path."""
+
+    dataset: str
+    model: str
+    dtype: str
+    max_length: int
+    layer: int
+    sae: str
+    sae_dir: str
+    sae_fingerprint: str
+    pooling: str
+    method: str
+    C: float
+    label_names: list[str]
+    val_auc: float
+    test_auc: float
+    n_train: int
+
+
+@dataclass(frozen=True)
+class Classifier:
+    info: ClassifierInfo
+    latents: np.ndarray  # (k,) the SAE latents the probe reads
+    coef: np.ndarray  # (outputs, k): one row for two classes, one per class above
+    intercept: np.ndarray  # (outputs,)
+    classes: np.ndarray  # the label ids the outputs stand for
+
+    def scores(self, codes) -> np.ndarray:
+        """Linear scores (docs, outputs) of SAE codes (docs, d_sae)."""
+        X = codes[:, self.latents]
+        X = X.toarray() if sp.issparse(X) else np.asarray(X)
+        return X @ self.coef.T + self.intercept
+
+    def predict_proba(self, codes) -> np.ndarray:
+        """Class probabilities (docs, classes), one-vs-rest normalized over several classes
+        as scikit-learn's OneVsRestClassifier does."""
+        p = 1.0 / (1.0 + np.exp(-np.clip(self.scores(codes), -500, 500)))
+        if len(self.classes) == 2:
+            return np.column_stack([1.0 - p[:, 0], p[:, 0]])
+        total = p.sum(1, keepdims=True)
+        return np.where(total > 0, p / np.where(total > 0, total, 1.0), 1 / p.shape[1])
+
+    def contributions(self, codes, output: int) -> np.ndarray:
+        """Each kept latent's share of one output's score: weight times activation."""
+        X = codes[:, self.latents]
+        X = X.toarray() if sp.issparse(X) else np.asarray(X)
+        return X * self.coef[output]
+
+
+def save_classifier(path: Path, classifier: Classifier) -> None:
+    tensors = {
+        "latents": classifier.latents.astype(np.int64),
+        "coef": classifier.coef.astype(np.float64),
+        "intercept": classifier.intercept.astype(np.float64),
+        "classes": classifier.classes.astype(np.int64),
+    }
+    metadata = {"format": FORMAT, "info": json.dumps(asdict(classifier.info))}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def load_classifier(path: str | Path) -> Classifier:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"classifier {path} does not exist; run `dvc repro` to train it")
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), "np") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError) as error:
+        raise ConfigError(f"{path} is not a safetensors file: {error}") from None
+    if metadata.get("format") != FORMAT:
+        raise ConfigError(
+            f"{path} is not a saeprobe classifier (format {metadata.get('format')!r}, "
+            f"expected {FORMAT!r})"
+        )
+    missing = {"latents", "coef", "intercept", "classes"} - set(tensors)
+    if missing:
+        raise ConfigError(f"{path}: missing tensors {sorted(missing)}")
+    info = ClassifierInfo(**json.loads(metadata["info"]))
+    return Classifier(
+        info, tensors["latents"], tensors["coef"], tensors["intercept"], tensors["classes"]
+    )
