@@ -4,7 +4,7 @@ PYTHON := $(VENV)/bin/python
 # sae-probes ships the sparse-probing benchmark's data; its own dependencies are heavy and unused.
 SAE_PROBES := sae-probes==0.4.2
 
-.PHONY: install repro test lint format bench clean
+.PHONY: install repro test lint format bench browser clean
 
 # constraints.txt pins every package (the model and data packages too) to the versions the
 # suite passes with, so that two machines install the same thing.
@@ -28,6 +28,16 @@ test: install $(VENV)/.saelens
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pytest
+
+# Headless Chromium for the report's browser test (tests/test_report_page.py skips without it).
+# Needs apt and root, as on CI; elsewhere it says so and changes nothing.
+browser:
+	@command -v chromium >/dev/null && echo "chromium: $$(command -v chromium)" || \
+	  { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	    DEBIAN_FRONTEND=noninteractive apt-get -qq update && \
+	    DEBIAN_FRONTEND=noninteractive apt-get -qq install -y chromium >/dev/null && \
+	    echo "chromium installed"; } || \
+	  echo "chromium not installed (needs apt and root): the browser test will be skipped"
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -52,18 +52,41 @@ def ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
+def _outputs_only(folder: Path):
+    """Skip what a run of the pipeline wrote into a tracked folder: only git's files travel."""
+    tracked = set(
+        subprocess.run(
+            ["git", "ls-files", "--", str(folder)], cwd=ROOT, capture_output=True, text=True
+        ).stdout.split()
+    )
+
+    def ignore(directory: str, names: list[str]) -> list[str]:
+        base = Path(directory).relative_to(ROOT)
+        return [
+            n
+            for n in names
+            if (ROOT / base / n).is_file()
+            and str(base / n) not in tracked
+            or (ROOT / base / n).is_dir()
+            and not any(t.startswith(f"{base / n}/") for t in tracked)
+        ]
+
+    return ignore
+
+
 def copy_project(target: Path) -> Path:
     """The pipeline's code and definition with the tiny params, as a git and DVC project."""
     shutil.copy(ROOT / "dvc.yaml", target)
     for name in ("saeprobe", "stages"):
         shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("data/raw", "data/published"):
-        shutil.copytree(ROOT / name, target / name)
+    for name in ("data/raw", "data/published", "data/unintended", "reports/selfreg"):
+        shutil.copytree(ROOT / name, target / name, ignore=_outputs_only(ROOT / name))
     shutil.copy(TINY_PARAMS, target / "params.yaml")
     shutil.copy(ROOT / ".gitignore", target / ".gitignore")
     run_in(target, "git", "init", "-q")
     dvc(target, "init", "-q")
     shutil.copytree(ROOT / ".dvc" / "plots", target / ".dvc" / "plots")
+    shutil.copy(ROOT / ".dvc" / "config", target / ".dvc" / "config")
     run_in(target, "git", "add", "-A")
     run_in(target, "git", "commit", "-qm", "tiny pipeline")
     return target

@@ -45,6 +45,7 @@ INSTANCES = {
     "finetune_sae": {"item.dataset": "grammar", "item.layer": "1"},
     "features": {"item.dataset": "grammar", "item.layer": "1"},
     "probe": {"item": "grammar"},
+    "classifier": {"item": "grammar"},
     "probe_report": {},
     "unintended": {"item.dataset": "politician_gender", "item.layer": "1"},
     "selfreg": {"item.dataset": "grammar_cue", "item.layer": "1"},
@@ -288,3 +289,10 @@ def test_seeded_runs_give_identical_outputs(tiny_project):
     dvc(tiny_project, "repro", "--force")
     assert hashes() == before
     assert sae_reports() == before_reports
+
+
+def test_the_readme_stage_graph_names_every_stage_family():
+    readme = (ROOT / "README.md").read_text()
+    graph = readme.split("```mermaid", 1)[1].split("```", 1)[0]
+    named = set(re.findall(r"\b([a-z_]+)\b", graph)) - {"flowchart", "lr"}
+    assert named == set(stage_templates())

@@ -5,7 +5,7 @@ import json
 import polars as pl
 
 from saeprobe.data.schema import SCHEMA
-from saeprobe.reports import data_metrics
+from saeprobe.report.data import data_metrics
 
 
 def prepared(path, splits, labels):
