@@ -47,6 +47,15 @@ def test_the_kept_probe_has_the_best_mean_validation_auc_and_ties_go_to_the_smal
     assert choice.val_auc == pytest.approx(0.85)
 
 
+def test_a_tie_between_the_two_saes_keeps_the_pretrained_one_whatever_the_row_order():
+    rows = [
+        (1, "sae_finetuned", "sae_top4", 0, 1.0),
+        (1, "sae_pretrained", "sae_top4", 0, 1.0),
+    ]
+    for ordered in (rows, rows[::-1]):
+        assert choose_probe(results(ordered), "last", "spam").sae == "pretrained"
+
+
 def test_a_sweep_without_top_k_probes_names_the_setting_to_change():
     table = results([(6, "hidden", "logreg_l2", 0, 0.9)])
     with pytest.raises(ConfigError, match="add sae_topk to probe.sae_methods"):

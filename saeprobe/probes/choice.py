@@ -27,7 +27,7 @@ class ProbeChoice:
 def choose_probe(results: pl.DataFrame, sae_pooling: str, dataset: str) -> ProbeChoice:
     """The normal regime's continuous top-k SAE probe with the best mean validation AUC over
     seeds (at the main SAE pooling), across layers, SAEs and k. Ties go to the smaller k,
-    then the earlier layer: the simpler explanation."""
+    then the earlier layer (the simpler explanation), then the pretrained SAE."""
     rows = results.filter(
         (pl.col("regime") == "normal")
         & (pl.col("status") == "ok")
@@ -43,10 +43,10 @@ def choose_probe(results: pl.DataFrame, sae_pooling: str, dataset: str) -> Probe
             "normal regime; add sae_topk to probe.sae_methods"
         )
     means = (
-        rows.group_by("layer", "representation", "method")
+        rows.group_by("layer", "representation", "method", maintain_order=True)
         .agg(pl.col("val_auc").mean())
         .with_columns(pl.col("method").str.extract(r"sae_top(\d+)").cast(pl.Int64).alias("k"))
-        .sort(["val_auc", "k", "layer"], descending=[True, False, False])
+        .sort(["val_auc", "k", "layer", "representation"], descending=[True, False, False, True])
     )
     best = means.row(0, named=True)
     return ProbeChoice(

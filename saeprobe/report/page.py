@@ -269,15 +269,17 @@ def best_rows(parts: dict) -> list[list]:
     rows = []
     for protocol, part in parts.items():
         for name, entry in sorted(part.get("datasets", {}).items()):
-            baseline, sae = entry["best_baseline"], entry["best_sae"]
+            # A side with no fitted probe at this level (e.g. every baseline infeasible) is
+            # shown as a dash.
+            baseline, sae = entry.get("best_baseline"), entry.get("best_sae")
             rows.append(
                 [
                     protocol,
                     name,
-                    baseline["probe"],
-                    _ci(baseline),
-                    sae["probe"],
-                    _ci(sae),
+                    baseline["probe"] if baseline else None,
+                    _ci(baseline) if baseline else None,
+                    sae["probe"] if sae else None,
+                    _ci(sae) if sae else None,
                     entry.get("sae_minus_baseline"),
                     entry.get("paired_t_p"),
                 ]
