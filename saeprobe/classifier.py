@@ -17,6 +17,7 @@ from saeprobe.errors import ConfigError
 from saeprobe.io import atomic_path
 
 FORMAT = "saeprobe.classifier/1"
+METADATA_KEY = "saeprobe"
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,10 @@ def save_classifier(path: Path, classifier: Classifier) -> None:
         "intercept": classifier.intercept.astype(np.float64),
         "classes": classifier.classes.astype(np.int64),
     }
-    metadata = {"format": FORMAT, "info": json.dumps(asdict(classifier.info))}
+    # One metadata entry: safetensors writes several in a per-process random order, and the
+    # file must be the same bytes for the same classifier.
+    record = {"format": FORMAT, "info": asdict(classifier.info)}
+    metadata = {METADATA_KEY: json.dumps(record, sort_keys=True)}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
@@ -92,15 +96,19 @@ def load_classifier(path: str | Path) -> Classifier:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError) as error:
         raise ConfigError(f"{path} is not a safetensors file: {error}") from None
-    if metadata.get("format") != FORMAT:
+    try:
+        record = json.loads(metadata.get(METADATA_KEY, "{}"))
+    except ValueError:
+        record = {}
+    if record.get("format") != FORMAT:
         raise ConfigError(
-            f"{path} is not a saeprobe classifier (format {metadata.get('format')!r}, "
+            f"{path} is not a saeprobe classifier (format {record.get('format')!r}, "
             f"expected {FORMAT!r})"
         )
     missing = {"latents", "coef", "intercept", "classes"} - set(tensors)
     if missing:
         raise ConfigError(f"{path}: missing tensors {sorted(missing)}")
-    info = ClassifierInfo(**json.loads(metadata["info"]))
+    info = ClassifierInfo(**record["info"])
     return Classifier(
         info, tensors["latents"], tensors["coef"], tensors["intercept"], tensors["classes"]
     )

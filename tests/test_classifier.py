@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -16,6 +17,8 @@ from saeprobe.errors import ConfigError
 from saeprobe.probes.choice import choose_probe, train_classifier
 from saeprobe.probes.methods import FitContext, fit_top_k
 from saeprobe.probes.sweep import RESULT_SCHEMA
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def results(rows):
@@ -112,6 +115,22 @@ def test_a_saved_classifier_predicts_what_the_fitted_probe_predicted(tmp_path, n
     assert set(loaded.latents.tolist()) >= {3}  # the planted latent is kept
     assert loaded.info.label_names == names and test_auc > 0.9
     assert params["C"] == reference.params["C"]
+
+
+def test_the_same_classifier_is_the_same_bytes_in_every_process(tmp_path):
+    """DVC compares outputs by hash: a rerun must write an identical file."""
+    script = (
+        "import sys, numpy as np\n"
+        "from saeprobe.classifier import Classifier, save_classifier\n"
+        "from tests.test_classifier import info\n"
+        "c = Classifier(info(), np.array([3, 5]), np.array([[0.5, -1.0]]), np.array([0.1]),"
+        " np.array([0, 1]))\n"
+        "save_classifier(sys.argv[1], c)\n"
+    )
+    files = [tmp_path / f"{i}.safetensors" for i in range(6)]
+    for path in files:
+        subprocess.run([sys.executable, "-c", script, str(path)], check=True, cwd=ROOT)
+    assert len({path.read_bytes() for path in files}) == 1
 
 
 def test_a_missing_or_foreign_classifier_file_is_a_clear_error(tmp_path):
