@@ -15,6 +15,7 @@ from safetensors.numpy import load_file, save_file
 
 from saeprobe.errors import ConfigError
 from saeprobe.io import atomic_path
+from saeprobe.probes.validation import LinearProbe
 
 FORMAT = "saeprobe.classifier/1"
 METADATA_KEY = "saeprobe"
@@ -49,26 +50,18 @@ class Classifier:
     intercept: np.ndarray  # (outputs,)
     classes: np.ndarray  # the label ids the outputs stand for
 
-    def scores(self, codes) -> np.ndarray:
-        """Linear scores (docs, outputs) of SAE codes (docs, d_sae)."""
+    def _kept(self, codes) -> np.ndarray:
+        """The kept latents' columns of SAE codes (docs, d_sae), dense."""
         X = codes[:, self.latents]
-        X = X.toarray() if sp.issparse(X) else np.asarray(X)
-        return X @ self.coef.T + self.intercept
+        return X.toarray() if sp.issparse(X) else np.asarray(X)
 
     def predict_proba(self, codes) -> np.ndarray:
-        """Class probabilities (docs, classes), one-vs-rest normalized over several classes
-        as scikit-learn's OneVsRestClassifier does."""
-        p = 1.0 / (1.0 + np.exp(-np.clip(self.scores(codes), -500, 500)))
-        if len(self.classes) == 2:
-            return np.column_stack([1.0 - p[:, 0], p[:, 0]])
-        total = p.sum(1, keepdims=True)
-        return np.where(total > 0, p / np.where(total > 0, total, 1.0), 1 / p.shape[1])
+        """Class probabilities (docs, classes), as the fitted probe gives them."""
+        return LinearProbe(self.coef, self.intercept, self.classes).predict_proba(self._kept(codes))
 
     def contributions(self, codes, output: int) -> np.ndarray:
         """Each kept latent's share of one output's score: weight times activation."""
-        X = codes[:, self.latents]
-        X = X.toarray() if sp.issparse(X) else np.asarray(X)
-        return X * self.coef[output]
+        return self._kept(codes) * self.coef[output]
 
 
 def save_classifier(path: Path, classifier: Classifier) -> None:
