@@ -49,7 +49,10 @@ def test_the_judges_mark_latents_and_every_method_is_scored_on_test_and_ood(tiny
     curve = (tiny_project / "reports/plots/selfreg/grammar_cue-L1/accuracy.csv").read_text()
     assert curve.startswith("series,lambda,accuracy")
     assert "selfreg/grammar_cue-L1/dp_gap.csv" in dvc(tiny_project, "plots", "show", "--json")
-    assert "reports/selfreg/grammar_cue/L1/metrics.json" in dvc(tiny_project, "metrics", "show")
+    # Detail, not headline: DVC shows it when asked by name, not in the default listing.
+    detail = "reports/selfreg/grammar_cue/L1/metrics.json"
+    assert detail not in dvc(tiny_project, "metrics", "show")
+    assert "p_vs_plain" in dvc(tiny_project, "metrics", "show", "--json", detail)
 
     attribute = read(tiny_project, "reports/selfreg/politician_gender/L1/unintended.json")
     d_sae = 2 * 384
