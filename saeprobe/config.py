@@ -92,6 +92,7 @@ SECTIONS = (
     "probe_datasets",
     "unintended",
     "selfreg",
+    "transfer",
 )
 JUDGES = ("concepts", "attribute", "llm")
 COMBINE = ("any", "all")
@@ -425,6 +426,47 @@ class SelfRegConfig:
     # name -> overrides of the classifier's regularizers; "plain" (none) is the reference
     # every method is tested against
     baselines: dict[str, dict[str, float]] = field(default_factory=default_baselines)
+
+
+TRANSFER_EXTRA_METHODS = ("mosaic_lr_c1",)  # MOSAIC's cross-lingual classifier (C = 1)
+
+
+@dataclass(frozen=True)
+class TransferPairConfig:
+    train: str  # the data set every probe is trained on
+    test: str  # the data set it is then tested on, unchanged
+    # target label name -> source label name; target labels it leaves out are dropped.
+    # Empty: the two data sets' label names must agree.
+    labels: dict[str, str] = optional(factory=dict)
+
+
+def default_transfer_pairs() -> dict[str, TransferPairConfig]:
+    return {
+        "sentiment-movies": TransferPairConfig("sentiment", "movie_sentiment"),
+        "sentiment-reviews": TransferPairConfig(
+            "sentiment", "review_stars", {"0": "0", "1": "0", "3": "1", "4": "1"}
+        ),
+        "toxicity-hate": TransferPairConfig("toxicity", "hate_speech"),
+    }
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    pairs: dict[str, TransferPairConfig] = field(default_factory=default_transfer_pairs)
+    seeds: int = 5  # each seed draws its own training sample from the source
+    max_train: int = 256  # training examples per seed, class-balanced
+    saes: list[str] = field(default_factory=lambda: ["pretrained", "finetuned"])
+    sae_k: list[int] = field(default_factory=lambda: [16, 128])
+    methods: list[str] = field(
+        default_factory=lambda: [
+            "logreg_l2",
+            "sae_topk",
+            "sae_topk_bin",
+            "mosaic_linear",
+            "mosaic_lr_c1",
+            "tfidf",
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -827,6 +869,7 @@ def validate_all(params: dict[str, Any]) -> None:
             f"params: 'probe_datasets' names {unknown}, which 'datasets' does not define"
         )
     check_selfreg(params, names, extract.layers)
+    check_transfer(params, names)
     if sae.architecture != "topk":
         raise ConfigError(
             f"params: 'sae.architecture' is '{sae.architecture}'; the pipeline fine-tunes every "
@@ -1035,3 +1078,41 @@ def check_selfreg(params: dict[str, Any], datasets: list[str], layers: list[int]
             f"params: 'selfreg.pooling' is '{pooling}', which 'extract.pooling' "
             f"{extract_pooling} does not compute"
         )
+
+
+# ---------------------------------------------------------------------------------------
+# Transfer
+
+
+def transfer_config(params: dict[str, Any]) -> TransferConfig:
+    cfg = parse(TransferConfig, section(params, "transfer"), "transfer")
+    valid = HIDDEN_METHODS + TEXT_METHODS + SAE_METHODS + MOSAIC_METHODS + TRANSFER_EXTRA_METHODS
+    check_names(cfg.methods, valid, "transfer.methods")
+    check_names(cfg.saes, ("pretrained", "finetuned"), "transfer.saes")
+    check_k(cfg.sae_k, "transfer.sae_k")
+    if cfg.seeds < 2:
+        raise ConfigError(
+            f"params: 'transfer.seeds' is {cfg.seeds}; an interval over seeds needs at least 2"
+        )
+    if cfg.max_train < 4:
+        raise ConfigError(f"params: 'transfer.max_train' is {cfg.max_train}; expected >= 4")
+    for name, pair in cfg.pairs.items():
+        if pair.train == pair.test:
+            raise ConfigError(
+                f"params: 'transfer.pairs.{name}' trains and tests on '{pair.train}'; a "
+                "transfer pair names two data sets"
+            )
+    return cfg
+
+
+def check_transfer(params: dict[str, Any], datasets: list[str]) -> None:
+    """What the transfer section says of the others."""
+    cfg = transfer_config(params)
+    for name, pair in cfg.pairs.items():
+        for role in ("train", "test"):
+            value = getattr(pair, role)
+            if value not in datasets:
+                raise ConfigError(
+                    f"params: 'transfer.pairs.{name}.{role}' is '{value}', which 'datasets' "
+                    f"does not define{suggest(value, datasets)}"
+                )

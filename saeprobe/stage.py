@@ -22,6 +22,7 @@ REPORT_PAGE = REPORTS / "report.html"
 PROBE_RESULTS = REPORTS / "probes" / "results.parquet"
 PROBE_METRICS = REPORTS / "probes" / "metrics.json"
 PLOTS = REPORTS / "plots"
+TRANSFER_REPORTS = REPORTS / "transfer"
 TIMING = REPORTS / "timing"
 
 
@@ -97,6 +98,19 @@ def selfreg_report(name: str, layer: int, kind: str) -> Path:
 
 def selfreg_plots(name: str, layer: int) -> Path:
     return PLOTS / "selfreg" / f"{name}-L{layer}"
+
+
+def transfer_path(pair: str) -> Path:
+    """Every fit of one transfer pair, rows of the probes' results table."""
+    return DATA / "transfer" / f"{pair}.parquet"
+
+
+def transfer_report(pair: str) -> Path:
+    return TRANSFER_REPORTS / f"{pair}.json"
+
+
+def transfer_plot(pair: str) -> Path:
+    return PLOTS / "transfer" / f"{pair}.csv"
 
 
 def timing_path(stage: str, name: str) -> Path:

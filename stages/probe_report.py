@@ -1,8 +1,16 @@
-"""probe_report: one results table for every fit, the per-regime metrics and the plot data."""
+"""probe_report: one results table for every fit (transfer fits too), the per-regime metrics
+and the plot data."""
 
 from saeprobe import config
 from saeprobe.probes.report import write_probe_report
-from saeprobe.stage import PLOTS, PROBE_METRICS, PROBE_RESULTS, probes_path, run
+from saeprobe.stage import (
+    PLOTS,
+    PROBE_METRICS,
+    PROBE_RESULTS,
+    probes_path,
+    run,
+    transfer_path,
+)
 
 
 def main() -> None:
@@ -16,6 +24,7 @@ def main() -> None:
         n_boot=cfg.bootstrap,
         seed=config.seed(params),
         cfg=cfg,
+        transfer_files=[transfer_path(pair) for pair in config.transfer_config(params).pairs],
     )
 
 

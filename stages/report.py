@@ -22,6 +22,7 @@ def main() -> None:
         probe_datasets=config.probe_datasets(params),
         layers=config.layers(params),
         selfreg_pairs=[(n, layer) for n in unintended.benchmarks for layer in unintended.layers],
+        transfer_pairs=list(config.transfer_config(params).pairs),
     )
     outputs.data = per_dataset
     page = render_report(outputs, vega_scripts())

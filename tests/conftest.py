@@ -79,7 +79,14 @@ def copy_project(target: Path) -> Path:
     shutil.copy(ROOT / "dvc.yaml", target)
     for name in ("saeprobe", "stages"):
         shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("data/raw", "data/published", "data/unintended", "reports/selfreg"):
+    for name in (
+        "data/raw",
+        "data/published",
+        "data/unintended",
+        "data/transfer",
+        "reports/selfreg",
+        "reports/transfer",
+    ):
         shutil.copytree(ROOT / name, target / name, ignore=_outputs_only(ROOT / name))
     shutil.copy(TINY_PARAMS, target / "params.yaml")
     shutil.copy(ROOT / ".gitignore", target / ".gitignore")

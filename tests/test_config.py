@@ -24,6 +24,7 @@ SECTIONS = {
     "probe": config.ProbeConfig,
     "probe_report": config.ProbeReportConfig,
     "selfreg": config.SelfRegConfig,
+    "transfer": config.TransferConfig,
 }
 
 
@@ -52,6 +53,7 @@ def test_every_reader_accepts_the_default_params():
         config.probe_datasets,
         config.unintended_config,
         config.selfreg_config,
+        config.transfer_config,
     ]
     for read in readers:
         read(PARAMS)

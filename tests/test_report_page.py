@@ -164,7 +164,41 @@ def full_outputs() -> RunOutputs:
         },
         classifiers={"spam": classifier},
         cards={Path("data/sae/L6/pretrained"): cards},
+        transfer={"sentiment-movies": transfer_summary(), "toxicity-hate": None},
     )
+
+
+def transfer_summary() -> dict:
+    def ci(mean):
+        return {"mean": mean, "ci_low": mean - 0.01, "ci_high": mean + 0.01}
+
+    def setting(layer, representation, pooling, method, family, in_auc, out_auc):
+        return {
+            "layer": layer,
+            "representation": representation,
+            "pooling": pooling,
+            "method": method,
+            "family": family,
+            "seeds": 3,
+            "in_distribution": ci(in_auc),
+            "transfer": ci(out_auc),
+            "drop": ci(round(in_auc - out_auc, 3)),
+        }
+
+    return {
+        "train": "sentiment",
+        "test": "movie_sentiment",
+        "labels": {},
+        "n_train": 256,
+        "n_test_in_distribution": 180,
+        "n_target": 590,
+        "target_rows_sharing_a_source_text": 10,
+        "settings": [
+            setting(6, "hidden", "last", "logreg_l2", "hidden", 0.9, 0.85),
+            setting(6, "sae_pretrained", "last", "sae_top16", "sae", 0.88, 0.8),
+            setting(-1, "text", "", "tfidf", "tfidf", 0.8, 0.6),
+        ],
+    }
 
 
 def test_every_figure_of_the_report_has_data_and_renders_with_vega_lite():
@@ -184,12 +218,14 @@ def test_every_figure_of_the_report_has_data_and_renders_with_vega_lite():
     for section in SECTIONS:
         assert f'id="{section}"' in page
     assert "0.700 [0.690, 0.710]" in page  # the best SAE probe's AUC with its interval
+    assert "0.050 [0.040, 0.060]" in page  # a transfer drop with its interval
+    assert "The transfer stage has not run for this pair" in page
     assert "«Reuters»" in page and "a «free» prize" in page  # unintended latent, card span
 
 
 def test_the_report_renders_when_no_stage_has_run_and_says_so(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    outputs = collect(["spam"], ["spam"], [6], [("sentiment_cue", 6)])
+    outputs = collect(["spam"], ["spam"], [6], [("sentiment_cue", 6)], ["sentiment-movies"])
     page = render_report(outputs, vega_scripts(ROOT / TEMPLATE))
     for section in SECTIONS:
         assert f'id="{section}"' in page
@@ -197,12 +233,14 @@ def test_the_report_renders_when_no_stage_has_run_and_says_so(tmp_path, monkeypa
         "No SAE has been trained yet",
         "The probe stages have not run",
         "The selfreg stage has not run",
-        "No transfer stage has run",
+        "The transfer stage has not run for this pair",
         "The classifier stages have not run",
     ):
         assert missing in page
     assert specs_of(page) == {}
     assert headline(outputs) == {}
+    unpaired = render_report(collect(["spam"], ["spam"], [6], []), vega_scripts(ROOT / TEMPLATE))
+    assert "No transfer pair is configured (transfer.pairs)" in unpaired
 
 
 def test_the_page_and_the_dvc_plots_template_load_nothing_from_the_network():
@@ -222,7 +260,7 @@ def test_the_headline_is_a_handful_of_numbers_taken_from_the_stage_outputs():
     def leaves(tree):
         return sum(leaves(v) if isinstance(v, dict) else 1 for v in tree.values())
 
-    assert leaves(numbers) <= 15
+    assert leaves(numbers) <= 20
     assert numbers["probes"]["paper"] == {
         "baseline_auc": 0.8,
         "sae_auc": 0.7,
@@ -232,6 +270,7 @@ def test_the_headline_is_a_handful_of_numbers_taken_from_the_stage_outputs():
     assert numbers["sae"] == {"L6": {"fvu": 0.2, "ce_recovered": 0.9}}
     assert numbers["selfreg"] == {"accuracy_minus_plain": -0.02, "dp_gap_minus_plain": -0.3}
     assert numbers["classifier_test_auc"] == 0.85
+    assert numbers["transfer"] == {"hidden_drop": 0.05, "sae_drop": 0.08, "tfidf_drop": 0.2}
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

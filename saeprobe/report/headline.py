@@ -73,6 +73,16 @@ def selfreg_headline(outputs: RunOutputs) -> dict:
     return out
 
 
+def transfer_headline(outputs: RunOutputs) -> dict:
+    """Per representation family, the mean ROC-AUC drop from in-distribution to transfer
+    over pairs and settings (layers, SAEs, k, poolings)."""
+    drops: dict[str, list[float]] = {}
+    for summary in outputs.transfer.values():
+        for row in (summary or {}).get("settings", []):
+            drops.setdefault(row["family"], []).append(row["drop"]["mean"])
+    return {f"{family}_drop": _rounded(float(np.mean(d))) for family, d in sorted(drops.items())}
+
+
 def headline(outputs: RunOutputs) -> dict:
     out: dict = {}
     if outputs.probes:
@@ -82,6 +92,9 @@ def headline(outputs: RunOutputs) -> dict:
     selfreg = selfreg_headline(outputs)
     if selfreg:
         out["selfreg"] = selfreg
+    transfer = transfer_headline(outputs)
+    if transfer:
+        out["transfer"] = transfer
     if outputs.classifiers:
         aucs = [c.info.test_auc for c in outputs.classifiers.values()]
         out["classifier_test_auc"] = _rounded(float(np.mean(aucs)))

@@ -17,6 +17,7 @@ from saeprobe.stage import (
     sae_report,
     selfreg_plots,
     selfreg_report,
+    transfer_report,
     unintended_path,
 )
 
@@ -50,6 +51,7 @@ class RunOutputs:
     selfreg: dict[tuple[str, int], SelfRegOutputs] = field(default_factory=dict)
     classifiers: dict[str, Classifier] = field(default_factory=dict)
     cards: dict[Path, pl.DataFrame] = field(default_factory=dict)  # SAE folder -> its cards
+    transfer: dict[str, dict | None] = field(default_factory=dict)  # pair -> its summary
 
 
 def _json(path: Path) -> dict | None:
@@ -68,9 +70,11 @@ def collect(
     probe_datasets: list[str],
     layers: list[int],
     selfreg_pairs: list[tuple[str, int]],
+    transfer_pairs: list[str] = (),
 ) -> RunOutputs:
     """Everything the configured pipeline writes that the report shows, where it exists."""
     out = RunOutputs(probes=_json(PROBE_METRICS))
+    out.transfer = {pair: _json(transfer_report(pair)) for pair in transfer_pairs}
     for layer in layers:
         for name in ["pretrained", *datasets]:
             report = _json(sae_report(layer, name))

@@ -453,13 +453,85 @@ def selfreg_result(page: Page, result: SelfRegOutputs, where: str) -> None:
     )
 
 
-def transfer_section(page: Page) -> None:
+def transfer_section(page: Page, outputs: RunOutputs) -> None:
     page.section(
         "transfer",
         "Transfer",
-        "Probes trained on one data set, language or model and tested on another.",
+        "Each probe trained on one data set and tested, unchanged, on another whose labels "
+        "mean the same (texts the source contains are left out): the drop from its "
+        "in-distribution ROC-AUC says how much of what it learned is the task rather than "
+        "the data set; brackets are 95% intervals over seeds.",
     )
-    page.missing("No transfer stage has run in this pipeline: there are no transfer results.")
+    if not outputs.transfer:
+        page.missing("No transfer pair is configured (transfer.pairs).")
+        return
+    for pair, summary in sorted(outputs.transfer.items()):
+        if summary is None:
+            page.subsection(pair)
+            page.missing("The transfer stage has not run for this pair.")
+            continue
+        transfer_result(page, pair, summary)
+
+
+def _with_interval(entry: dict) -> str:
+    return f"{entry['mean']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
+
+
+def transfer_result(page: Page, pair: str, summary: dict) -> None:
+    page.subsection(f"{pair}: {summary['train']} → {summary['test']}")
+    page.text(
+        f"{summary['n_train']} training texts per seed; {summary['n_test_in_distribution']} "
+        f"in-distribution test texts; {summary['n_target']} texts of {summary['test']} "
+        f"({summary['target_rows_sharing_a_source_text']} left out for sharing a text with "
+        f"{summary['train']})."
+    )
+    settings = summary["settings"]
+    families = {}
+    for row in settings:
+        families.setdefault(row["family"], []).append(row["drop"]["mean"])
+    page.table(
+        ["representation family", "settings", "mean drop", "smallest drop"],
+        [[f, len(d), float(np.mean(d)), min(d)] for f, d in sorted(families.items())],
+    )
+    page.table(
+        ["layer", "representation", "pooling", "probe", "in-distribution", "transfer", "drop"],
+        [
+            [
+                r["layer"] if r["layer"] >= 0 else "text",
+                r["representation"],
+                r["pooling"],
+                r["method"],
+                _with_interval(r["in_distribution"]),
+                _with_interval(r["transfer"]),
+                _with_interval(r["drop"]),
+            ]
+            for r in settings
+        ],
+    )
+    bars = pl.DataFrame(
+        [
+            {"setting": transfer_label(r), "test set": where, "roc_auc": r[key]["mean"]}
+            for r in settings
+            for key, where in (("in_distribution", summary["train"]), ("transfer", summary["test"]))
+        ]
+    )
+    page.figure(
+        figures.bar_chart(
+            bars,
+            category="setting",
+            value="roc_auc",
+            color="test set",
+            title=f"{pair}: ROC-AUC in distribution and after the move",
+            value_title="Test ROC-AUC (mean over seeds)",
+        ),
+        "Settings sorted by their drop, smallest first.",
+    )
+
+
+def transfer_label(row: dict) -> str:
+    where = "text" if row["layer"] < 0 else f"L{row['layer']}"
+    pooling = f" {row['pooling']}" if row["pooling"] else ""
+    return f"{where} {row['representation']}{pooling} · {row['method']}"
 
 
 def classifier_section(page: Page, outputs: RunOutputs, spans: int = 2, top: int = 8) -> None:
@@ -516,7 +588,7 @@ def render_report(outputs: RunOutputs, scripts: str) -> str:
     sae_section(page, outputs)
     probe_section(page, outputs)
     selfreg_section(page, outputs)
-    transfer_section(page)
+    transfer_section(page, outputs)
     classifier_section(page, outputs)
     return page.render("saeprobe report", scripts)
 

@@ -1,0 +1,146 @@
+"""Fit every transfer probe once and score it on both data sets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+from joblib import delayed
+from sklearn.linear_model import LogisticRegression
+
+from saeprobe.config import ProbeConfig, TransferConfig, TransferPairConfig
+from saeprobe.probes.methods import METHODS, Fit, FitContext, fit_method
+from saeprobe.probes.sweep import Representation, results_frame, run_parallel, scores
+from saeprobe.regimes import balanced
+from saeprobe.transfer.split import TransferTarget
+
+REGIME = "transfer"
+
+
+@dataclass
+class PairedRepresentation:
+    """One representation of the source (`rep.X`) and the same one of the target, from
+    the same model, layer, SAE and pooling."""
+
+    rep: Representation
+    target: np.ndarray | sp.csr_matrix
+
+
+def methods_for(rep: Representation, cfg: TransferConfig) -> list[str]:
+    """The transfer methods that read this representation: top-k SAE probes once per k."""
+    names = []
+    for method in cfg.methods:
+        if method in ("sae_topk", "sae_topk_bin"):
+            if rep.kind == "sae":
+                suffix = "_bin" if method == "sae_topk_bin" else ""
+                names += [f"sae_top{k}{suffix}" for k in cfg.sae_k]
+        elif method == "mosaic_lr_c1":
+            if rep.kind == "mosaic":
+                names.append(method)
+        elif METHODS[method].kind == rep.kind:
+            names.append(method)
+    return names
+
+
+def fit_mosaic_lr_c1(X_train, y_train, X_eval, ctx: FitContext) -> Fit:
+    """MOSAIC's cross-lingual classifier as its code fits it (`train_and_test` in
+    senti_multilingual.py): scikit-learn's L2 logistic regression at its default C = 1,
+    1,000 iterations, on the binarized top-n counts, with no search and no scaling."""
+    model = LogisticRegression(max_iter=1000).fit(X_train, y_train)
+    proba = np.zeros((X_eval.shape[0], ctx.n_classes))
+    proba[:, model.classes_] = model.predict_proba(X_eval)
+    return Fit(proba=proba, params={"C": 1.0}, val_auc=float("nan"))
+
+
+def fit_transfer_method(method: str, X_train, y_train, X_eval, ctx: FitContext) -> Fit:
+    if method == "mosaic_lr_c1":
+        return fit_mosaic_lr_c1(X_train, y_train, X_eval, ctx)
+    return fit_method(method, X_train, y_train, X_eval, ctx)
+
+
+def stack(a, b):
+    if sp.issparse(a):
+        return sp.vstack([a, b], format="csr")
+    if a.dtype == object:
+        return np.concatenate([a, b])
+    return np.vstack([a, b])
+
+
+@dataclass
+class TransferJob:
+    seed: int
+    paired: PairedRepresentation
+    methods: list[str]
+    train: np.ndarray
+
+
+def run_transfer(
+    pair: TransferPairConfig,
+    source: pl.DataFrame,
+    target: TransferTarget,
+    reps: list[PairedRepresentation],
+    cfg: TransferConfig,
+    probe_cfg: ProbeConfig,
+    base_seed: int,
+) -> pl.DataFrame:
+    """Every (seed, representation, method): one fit on a seeded, class-balanced sample of
+    the source's training split, scored on the source's test split and on the target."""
+    y = source["label"].to_numpy()
+    split = source["split"].to_numpy()
+    train_pool, test = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
+    n_classes = int(y.max()) + 1
+    jobs = []
+    for s in range(cfg.seeds):
+        seed = base_seed + s
+        rng = np.random.default_rng(seed)
+        train = balanced(train_pool, y, min(cfg.max_train, len(train_pool)), rng)
+        for paired in reps:
+            methods = methods_for(paired.rep, cfg)
+            if methods:
+                jobs.append(TransferJob(seed, paired, methods, train))
+    tasks = [delayed(_fit_job)(job, pair, y, test, target, n_classes, probe_cfg) for job in jobs]
+    return results_frame([row for rows in run_parallel(tasks, probe_cfg) for row in rows])
+
+
+def _fit_job(
+    job: TransferJob,
+    pair: TransferPairConfig,
+    y: np.ndarray,
+    test: np.ndarray,
+    target: TransferTarget,
+    n_classes: int,
+    probe_cfg: ProbeConfig,
+) -> list[dict]:
+    rep = job.paired.rep
+    ctx = FitContext(cfg=probe_cfg, seed=job.seed, n_classes=n_classes)
+    X_eval = stack(rep.X[test], job.paired.target[target.rows])
+    rows = []
+    for method in job.methods:
+        fit = fit_transfer_method(method, rep.X[job.train], y[job.train], X_eval, ctx)
+        base = {
+            "train_dataset": pair.train,
+            "layer": rep.layer,
+            "representation": rep.name,
+            "pooling": rep.pooling,
+            "pooling_comparison": False,
+            "sae_task_docs": rep.task_docs,
+            "method": method,
+            "regime": REGIME,
+            "level": None,
+            "seed": job.seed,
+            "n_train": len(job.train),
+            "val_auc": fit.val_auc,
+            "status": "ok",
+        }
+        in_dist, moved = fit.proba[: len(test)], fit.proba[len(test) :]
+        rows.append(
+            base | {"test_dataset": pair.train, "n_test": len(test)} | scores(y[test], in_dist)
+        )
+        rows.append(
+            base
+            | {"test_dataset": pair.test, "n_test": len(target.rows)}
+            | scores(target.labels, moved)
+        )
+    return rows

@@ -1,0 +1,83 @@
+"""The transfer target: which rows of the other data set a probe is tested on, with their
+labels written in the source's label indices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from saeprobe.config import TransferPairConfig
+from saeprobe.errors import ConfigError
+
+
+@dataclass
+class TransferTarget:
+    """The rows of the target data set a probe is tested on, with their labels written as
+    the source's label indices, and how many rows were left out for sharing a text with
+    the source."""
+
+    rows: np.ndarray
+    labels: np.ndarray
+    overlap_dropped: int
+
+
+def normalized(text: str) -> str:
+    """A text as compared for overlap: case and runs of white space do not count."""
+    return " ".join(text.split()).casefold()
+
+
+def label_map(
+    source: pl.DataFrame, target: pl.DataFrame, pair: TransferPairConfig, where: str
+) -> dict[str, int]:
+    """Target label name -> source label index. `pair.labels` maps target names to source
+    names (names it leaves out are dropped); without it the names must match."""
+    source_index = dict(zip(source["label_name"], source["label"], strict=True))
+    target_names = sorted(set(target["label_name"].to_list()))
+    mapping = pair.labels or {name: name for name in target_names}
+    unknown = sorted(set(mapping) - set(target_names))
+    if unknown:
+        raise ConfigError(
+            f"params: '{where}.labels' maps {unknown}, which are not labels of data set "
+            f"'{pair.test}' (it has {target_names})"
+        )
+    foreign = sorted({v for v in mapping.values() if v not in source_index})
+    if foreign:
+        what = f"'{where}.labels' maps to" if pair.labels else f"data set '{pair.test}' has"
+        raise ConfigError(
+            f"params: {what} {foreign}, which are not labels of data set '{pair.train}' "
+            f"(it has {sorted(source_index)}); map the target's labels onto the source's "
+            f"with '{where}.labels'"
+        )
+    return {name: int(source_index[value]) for name, value in mapping.items()}
+
+
+def transfer_target(
+    source: pl.DataFrame, target: pl.DataFrame, pair: TransferPairConfig, where: str
+) -> TransferTarget:
+    """The target rows to test on: in-distribution rows (train and test split alike, since
+    no probe trains on them) whose label the mapping keeps and whose text occurs nowhere in
+    the source data set."""
+    mapping = label_map(source, target, pair, where)
+    seen = {normalized(t) for t in source["text"].to_list()}
+    names = target["label_name"].to_list()
+    texts = target["text"].to_list()
+    splits = target["split"].to_list()
+    kept, dropped = [], 0
+    for i, (name, text, split) in enumerate(zip(names, texts, splits, strict=True)):
+        if split == "ood" or name not in mapping:
+            continue
+        if normalized(text) in seen:
+            dropped += 1
+            continue
+        kept.append(i)
+    rows = np.asarray(kept, dtype=np.int64)
+    labels = np.asarray([mapping[names[i]] for i in kept], dtype=np.int64)
+    if len(np.unique(labels)) < 2:
+        raise ConfigError(
+            f"params: '{where}': data set '{pair.test}' keeps {len(rows)} row(s) of "
+            f"{len(np.unique(labels))} class(es) after label mapping and overlap removal; "
+            "a transfer test needs two classes"
+        )
+    return TransferTarget(rows, labels, dropped)

@@ -1,0 +1,94 @@
+"""In-distribution AUC, transfer AUC and the drop between them, with intervals over seeds."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from scipy import stats
+
+from saeprobe.config import TransferPairConfig
+
+
+def interval(values: np.ndarray, level: float = 0.95) -> dict[str, float]:
+    """Mean and Student-t confidence interval over seeds."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return {"mean": mean, "ci_low": float("nan"), "ci_high": float("nan")}
+    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return {"mean": mean, "ci_low": mean - float(half), "ci_high": mean + float(half)}
+
+
+SETTING = ["layer", "representation", "pooling", "method"]
+
+
+def family(representation: str, method: str) -> str:
+    """The representation family a transfer row belongs to, for the headline."""
+    if representation == "hidden":
+        return "hidden"
+    if representation == "text":
+        return "tfidf"
+    if method.startswith("mosaic"):
+        return "mosaic"
+    return "sae_binarized" if method.endswith("_bin") else "sae"
+
+
+def summarize_transfer(results: pl.DataFrame, pair: TransferPairConfig) -> list[dict]:
+    """Per setting: in-distribution AUC, transfer AUC and their paired drop, each with a
+    95% interval over seeds; sorted by the drop, smallest first."""
+    wide = (
+        results.filter(pl.col("status") == "ok")
+        .with_columns(
+            pl.when(pl.col("test_dataset") == pair.train)
+            .then(pl.lit("in_distribution"))
+            .otherwise(pl.lit("transfer"))
+            .alias("where")
+        )
+        .pivot(on="where", index=[*SETTING, "seed"], values="roc_auc")
+        .sort([*SETTING, "seed"])
+    )
+    out = []
+    for key, part in wide.group_by(SETTING, maintain_order=True):
+        layer, representation, pooling, method = key
+        in_auc = part["in_distribution"].to_numpy()
+        moved = part["transfer"].to_numpy()
+        out.append(
+            {
+                "layer": layer,
+                "representation": representation,
+                "pooling": pooling,
+                "method": method,
+                "family": family(representation, method),
+                "seeds": len(part),
+                "in_distribution": interval(in_auc),
+                "transfer": interval(moved),
+                "drop": interval(in_auc - moved),
+            }
+        )
+    return sorted(out, key=lambda r: (r["drop"]["mean"], r["layer"], r["method"]))
+
+
+def setting_label(row: dict) -> str:
+    where = "text" if row["layer"] < 0 else f"L{row['layer']}"
+    pooling = f" {row['pooling']}" if row["pooling"] else ""
+    return f"{where} {row['representation']}{pooling} · {row['method']}"
+
+
+def plot_rows(summary: list[dict]) -> pl.DataFrame:
+    """One row per setting: in-distribution and transfer AUC and the drop (the DVC plot)."""
+    return pl.DataFrame(
+        {
+            "setting": [setting_label(r) for r in summary],
+            "family": [r["family"] for r in summary],
+            "in_distribution": [r["in_distribution"]["mean"] for r in summary],
+            "transfer": [r["transfer"]["mean"] for r in summary],
+            "drop": [r["drop"]["mean"] for r in summary],
+        },
+        schema={
+            "setting": pl.String,
+            "family": pl.String,
+            "in_distribution": pl.Float64,
+            "transfer": pl.Float64,
+            "drop": pl.Float64,
+        },
+    )
