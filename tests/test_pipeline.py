@@ -55,7 +55,27 @@ def test_repro_builds_every_output(tiny_project):
     results = pl.read_parquet(project / "reports/probes/results.parquet")
     assert results.filter(pl.col("status") == "failed").is_empty()
     fitted = results.filter(pl.col("status") == "ok")
-    assert set(fitted["regime"]) == {"normal", "scarcity", "imbalance", "noise", "shift"}
+    assert set(fitted["regime"]) == {
+        "normal",
+        "scarcity",
+        "imbalance",
+        "noise",
+        "shift",
+        "transfer",
+    }
+    moved = fitted.filter(pl.col("regime") == "transfer")
+    assert set(moved["train_dataset"]) == {"grammar"}
+    assert set(moved["test_dataset"]) == {"grammar", "grammar_cue"}  # in distribution, moved
+    assert {"logreg_l2", "sae_top4", "sae_top4_bin", "mosaic_lr_c1", "tfidf"} <= set(
+        moved["method"]
+    )
+    transfer = json.loads((project / "reports/transfer/grammar-cue.json").read_text())
+    assert transfer["n_target"] > 0 and transfer["settings"]
+    drop = transfer["settings"][0]["drop"]
+    assert drop["ci_low"] <= drop["mean"] <= drop["ci_high"]
+    plot = (project / "reports/plots/transfer/grammar-cue.csv").read_text()
+    assert plot.startswith("setting,family,in_distribution,transfer,drop")
+    fitted = fitted.filter(pl.col("regime") != "transfer")
     assert set(fitted.filter(pl.col("regime") == "shift")["test_dataset"]) == {"grammar"}
     assert {"hidden", "sae_finetuned", "sae_pretrained", "text"} == set(fitted["representation"])
     normal = fitted.filter(pl.col("regime") == "normal")
@@ -76,9 +96,9 @@ def test_repro_builds_every_output(tiny_project):
     page = (project / "reports/report.html").read_text()
     for section in ("data", "sae", "probes", "selfreg", "transfer", "classifiers"):
         assert f'id="{section}"' in page
-    assert "has not run" not in page.replace("No transfer stage has run", "")
+    assert "has not run" not in page and "grammar-cue: grammar → grammar_cue" in page
     head = json.loads((project / "reports/headline.json").read_text())
-    assert {"probes", "sae", "selfreg", "classifier_test_auc"} <= set(head)
+    assert {"probes", "sae", "selfreg", "transfer", "classifier_test_auc"} <= set(head)
 
 
 def test_second_repro_reruns_nothing(tiny_project):
@@ -95,6 +115,7 @@ def test_a_probe_parameter_reruns_only_probe_stages(tiny_project):
             "check_params",
             "probe@spam",
             "probe@grammar",
+            "transfer@grammar-cue",
             "probe_report",
             "classifier@spam",
             "classifier@grammar",
@@ -124,6 +145,7 @@ def test_a_fitting_parameter_puts_every_fitting_stage_out_of_date(tiny_project):
             "check_params",
             "probe@spam",
             "probe@grammar",
+            "transfer@grammar-cue",
             "classifier@spam",
             "classifier@grammar",
         }
