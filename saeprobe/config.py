@@ -428,6 +428,7 @@ class SelfRegConfig:
     baselines: dict[str, dict[str, float]] = field(default_factory=default_baselines)
 
 
+TRANSFER_SPLITS = ("in_distribution", "ood")
 TRANSFER_EXTRA_METHODS = ("mosaic_lr_c1",)  # MOSAIC's cross-lingual classifier (C = 1)
 
 
@@ -438,6 +439,13 @@ class TransferPairConfig:
     # target label name -> source label name; target labels it leaves out are dropped.
     # Empty: the two data sets' label names must agree.
     labels: dict[str, str] = optional(factory=dict)
+    # Which rows of `test`: in_distribution (its train and test splits) or ood (its shifted
+    # split, e.g. the benchmark's translations; then `test` may be `train` itself).
+    test_split: str = optional("in_distribution")
+    # Only rows of this `domain` (e.g. a language): of `train` for training and its
+    # in-distribution test, of `test` for the transfer test. null: every row.
+    train_domain: str | None = optional()
+    test_domain: str | None = optional()
 
 
 def default_transfer_pairs() -> dict[str, TransferPairConfig]:
@@ -447,6 +455,13 @@ def default_transfer_pairs() -> dict[str, TransferPairConfig]:
             "sentiment", "review_stars", {"0": "0", "1": "0", "3": "1", "4": "1"}
         ),
         "toxicity-hate": TransferPairConfig("toxicity", "hate_speech"),
+        "living_room-french": TransferPairConfig("living_room", "living_room", test_split="ood"),
+        "social_security-spanish": TransferPairConfig(
+            "social_security", "social_security", test_split="ood"
+        ),
+        "control_group-german": TransferPairConfig(
+            "control_group", "control_group", test_split="ood"
+        ),
     }
 
 
@@ -1097,10 +1112,12 @@ def transfer_config(params: dict[str, Any]) -> TransferConfig:
     if cfg.max_train < 4:
         raise ConfigError(f"params: 'transfer.max_train' is {cfg.max_train}; expected >= 4")
     for name, pair in cfg.pairs.items():
-        if pair.train == pair.test:
+        check_names([pair.test_split], TRANSFER_SPLITS, f"transfer.pairs.{name}.test_split")
+        moves = pair.test_split == "ood" or pair.train_domain != pair.test_domain
+        if pair.train == pair.test and not moves:
             raise ConfigError(
-                f"params: 'transfer.pairs.{name}' trains and tests on '{pair.train}'; a "
-                "transfer pair names two data sets"
+                f"params: 'transfer.pairs.{name}' trains and tests on the same rows of "
+                f"'{pair.train}'; name two data sets, test_split: ood, or two domains"
             )
     return cfg
 

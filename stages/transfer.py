@@ -17,7 +17,7 @@ from saeprobe.stage import (
 )
 from saeprobe.transfer.fit import run_transfer
 from saeprobe.transfer.inputs import load_paired_representations
-from saeprobe.transfer.split import transfer_target
+from saeprobe.transfer.split import source_name, target_name, transfer_target
 from saeprobe.transfer.summary import plot_rows, summarize_transfer
 
 
@@ -50,11 +50,13 @@ def main(name: str) -> None:
     write_json(
         transfer_report(name),
         {
-            "train": pair.train,
-            "test": pair.test,
+            "train": source_name(pair),
+            "test": target_name(pair),
             "labels": pair.labels,
             "n_train": int(results["n_train"].max()),
-            "n_test_in_distribution": int((source["split"] == "test").sum()),
+            "n_test_in_distribution": int(
+                results.filter(results["test_dataset"] == source_name(pair))["n_test"].max()
+            ),
             "n_target": len(target.rows),
             "target_rows_sharing_a_source_text": target.overlap_dropped,
             "settings": summary,

@@ -13,11 +13,11 @@ from saeprobe.config import ProbeConfig, TransferConfig, TransferPairConfig
 from saeprobe.errors import ConfigError
 from saeprobe.probes.sweep import RESULT_SCHEMA, Representation
 from saeprobe.transfer.fit import PairedRepresentation, methods_for, run_transfer
-from saeprobe.transfer.split import transfer_target
+from saeprobe.transfer.split import source_name, target_name, transfer_target
 from saeprobe.transfer.summary import interval, summarize_transfer
 
 
-def table(texts, names, splits=None, classes=None):
+def table(texts, names, splits=None, classes=None, domains=None):
     classes = classes or sorted(set(names))
     return pl.DataFrame(
         {
@@ -26,6 +26,7 @@ def table(texts, names, splits=None, classes=None):
             "label": [classes.index(n) for n in names],
             "label_name": names,
             "split": splits or ["train"] * len(texts),
+            "domain": domains or ["en"] * len(texts),
         }
     )
 
@@ -41,6 +42,23 @@ def test_the_target_keeps_no_text_of_the_source_and_no_shifted_rows():
     kept = set(target["text"][found.rows].to_list())
     assert kept == {"Awful.", "Great!", "Dull."}  # "good  FILM." is a source text; "Lovely." OOD
     assert found.overlap_dropped == 1
+
+
+def test_a_cross_lingual_target_is_the_shifted_split_or_one_domain():
+    both = table(
+        ["Good.", "Bad.", "Bon.", "Mauvais.", "Gut.", "Schlecht."],
+        ["pos", "neg", "pos", "neg", "pos", "neg"],
+        ["train", "test", "ood", "ood", "train", "test"],
+        domains=["en", "en", "fr", "fr", "de", "de"],
+    )
+    ood = TransferPairConfig("a", "a", test_split="ood")
+    found = transfer_target(both, both, ood, "p")
+    assert both["text"][found.rows].to_list() == ["Bon.", "Mauvais."]
+    assert target_name(ood) == "a:ood"
+    german = TransferPairConfig("a", "a", train_domain="en", test_domain="de")
+    found = transfer_target(both, both, german, "p")
+    assert both["text"][found.rows].to_list() == ["Gut.", "Schlecht."]
+    assert (source_name(german), target_name(german)) == ("a:en", "a:de")
 
 
 def test_labels_are_aligned_by_name_not_by_index():
@@ -67,7 +85,7 @@ def test_a_label_map_merges_and_drops_target_classes():
         ({"5": "1", "0": "0"}, r"'transfer.pairs.p.labels' maps \['5'\], which are not labels"),
         ({"0": "zero", "1": "1"}, r"maps to \['zero'\], which are not labels of data set 'a'"),
         ({}, r"data set 'b' has \['2'\].*transfer.pairs.p.labels"),
-        ({"0": "1", "1": "1"}, "keeps 2 row.*of 1 class"),
+        ({"0": "1", "1": "1"}, "keeps 2 row.*of 1 class.*in its in_distribution rows"),
     ],
 )
 def test_a_label_mismatch_names_the_parameter(labels, message):
@@ -161,8 +179,14 @@ def transfer_params(**changes) -> dict:
 
 def test_transfer_params_mistakes_are_named():
     params = transfer_params(pairs={"p": {"train": "a", "test": "a"}})
-    with pytest.raises(ConfigError, match="'transfer.pairs.p' trains and tests on 'a'"):
+    with pytest.raises(ConfigError, match="'transfer.pairs.p' trains and tests on the same rows"):
         config.transfer_config(params)
+    params = transfer_params(pairs={"p": {"train": "a", "test": "a", "test_split": "test"}})
+    with pytest.raises(ConfigError, match="'transfer.pairs.p.test_split' has 'test'"):
+        config.transfer_config(params)
+    config.transfer_config(
+        transfer_params(pairs={"p": {"train": "a", "test": "a", "test_split": "ood"}})
+    )
     params = transfer_params(pairs={"p": {"train": "a", "tset": "b"}})
     with pytest.raises(ConfigError, match="unknown key 'transfer.pairs.p.tset'"):
         config.transfer_config(params)

@@ -11,10 +11,11 @@ from joblib import delayed
 from sklearn.linear_model import LogisticRegression
 
 from saeprobe.config import ProbeConfig, TransferConfig, TransferPairConfig
+from saeprobe.errors import ConfigError
 from saeprobe.probes.methods import METHODS, Fit, FitContext, fit_method
 from saeprobe.probes.sweep import Representation, results_frame, run_parallel, scores
 from saeprobe.regimes import balanced
-from saeprobe.transfer.split import TransferTarget
+from saeprobe.transfer.split import TransferTarget, source_name, target_name
 
 REGIME = "transfer"
 
@@ -89,7 +90,14 @@ def run_transfer(
     the source's training split, scored on the source's test split and on the target."""
     y = source["label"].to_numpy()
     split = source["split"].to_numpy()
+    if pair.train_domain is not None:
+        split = np.where(source["domain"].to_numpy() == pair.train_domain, split, "other")
     train_pool, test = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
+    if len(train_pool) == 0 or len(test) == 0:
+        raise ConfigError(
+            f"transfer {pair.train} -> {pair.test}: data set '{pair.train}' has no training or "
+            "no test rows" + (f" of domain '{pair.train_domain}'" if pair.train_domain else "")
+        )
     n_classes = int(y.max()) + 1
     jobs = []
     for s in range(cfg.seeds):
@@ -136,11 +144,13 @@ def _fit_job(
         }
         in_dist, moved = fit.proba[: len(test)], fit.proba[len(test) :]
         rows.append(
-            base | {"test_dataset": pair.train, "n_test": len(test)} | scores(y[test], in_dist)
+            base
+            | {"test_dataset": source_name(pair), "n_test": len(test)}
+            | scores(y[test], in_dist)
         )
         rows.append(
             base
-            | {"test_dataset": pair.test, "n_test": len(target.rows)}
+            | {"test_dataset": target_name(pair), "n_test": len(target.rows)}
             | scores(target.labels, moved)
         )
     return rows

@@ -23,6 +23,17 @@ class TransferTarget:
     overlap_dropped: int
 
 
+def source_name(pair: TransferPairConfig) -> str:
+    """The source as the results table names its test set: `sst2`, or `reviews:en`."""
+    return pair.train + (f":{pair.train_domain}" if pair.train_domain is not None else "")
+
+
+def target_name(pair: TransferPairConfig) -> str:
+    """The target as the results table names it: `movies`, `living_room:ood`, `reviews:fr`."""
+    name = pair.test + (":ood" if pair.test_split == "ood" else "")
+    return name + (f":{pair.test_domain}" if pair.test_domain is not None else "")
+
+
 def normalized(text: str) -> str:
     """A text as compared for overlap: case and runs of white space do not count."""
     return " ".join(text.split()).casefold()
@@ -56,17 +67,27 @@ def label_map(
 def transfer_target(
     source: pl.DataFrame, target: pl.DataFrame, pair: TransferPairConfig, where: str
 ) -> TransferTarget:
-    """The target rows to test on: in-distribution rows (train and test split alike, since
-    no probe trains on them) whose label the mapping keeps and whose text occurs nowhere in
-    the source data set."""
+    """The target rows to test on: the rows of `pair.test_split` (in-distribution: train and
+    test split alike, since no probe trains on them; or the shifted split) and of
+    `pair.test_domain` whose label the mapping keeps and whose text occurs nowhere in the
+    source's in-distribution rows (of its training domain)."""
     mapping = label_map(source, target, pair, where)
+    source = source.filter(pl.col("split") != "ood")  # a probe never sees the shifted rows
+    if pair.train_domain is not None:
+        source = source.filter(pl.col("domain") == pair.train_domain)
     seen = {normalized(t) for t in source["text"].to_list()}
     names = target["label_name"].to_list()
     texts = target["text"].to_list()
     splits = target["split"].to_list()
+    domains = target["domain"].to_list()
+    want_ood = pair.test_split == "ood"
     kept, dropped = [], 0
-    for i, (name, text, split) in enumerate(zip(names, texts, splits, strict=True)):
-        if split == "ood" or name not in mapping:
+    for i, (name, text, split, domain) in enumerate(
+        zip(names, texts, splits, domains, strict=True)
+    ):
+        if (split == "ood") != want_ood or name not in mapping:
+            continue
+        if pair.test_domain is not None and domain != pair.test_domain:
             continue
         if normalized(text) in seen:
             dropped += 1
@@ -77,7 +98,8 @@ def transfer_target(
     if len(np.unique(labels)) < 2:
         raise ConfigError(
             f"params: '{where}': data set '{pair.test}' keeps {len(rows)} row(s) of "
-            f"{len(np.unique(labels))} class(es) after label mapping and overlap removal; "
-            "a transfer test needs two classes"
+            f"{len(np.unique(labels))} class(es) in its {pair.test_split} rows"
+            + (f" of domain '{pair.test_domain}'" if pair.test_domain is not None else "")
+            + " after label mapping and overlap removal; a transfer test needs two classes"
         )
     return TransferTarget(rows, labels, dropped)

@@ -7,6 +7,7 @@ import polars as pl
 from scipy import stats
 
 from saeprobe.config import TransferPairConfig
+from saeprobe.transfer.split import source_name
 
 
 def interval(values: np.ndarray, level: float = 0.95) -> dict[str, float]:
@@ -39,7 +40,7 @@ def summarize_transfer(results: pl.DataFrame, pair: TransferPairConfig) -> list[
     wide = (
         results.filter(pl.col("status") == "ok")
         .with_columns(
-            pl.when(pl.col("test_dataset") == pair.train)
+            pl.when(pl.col("test_dataset") == source_name(pair))
             .then(pl.lit("in_distribution"))
             .otherwise(pl.lit("transfer"))
             .alias("where")
