@@ -93,6 +93,7 @@ SECTIONS = (
     "unintended",
     "selfreg",
     "transfer",
+    "multitoken",
 )
 JUDGES = ("concepts", "attribute", "llm")
 COMBINE = ("any", "all")
@@ -426,6 +427,33 @@ class SelfRegConfig:
     # name -> overrides of the classifier's regularizers; "plain" (none) is the reference
     # every method is tested against
     baselines: dict[str, dict[str, float]] = field(default_factory=default_baselines)
+
+
+MULTITOKEN_METHODS = ("attention", "concat_pca")
+
+
+@dataclass(frozen=True)
+class AttentionProbeConfig:
+    lr: float = 0.0001  # Adam, full batch (the paper's train_attn_probing)
+    steps: int = 1000
+    val_fraction: float = 0.2  # of the training set; the best validation AUC's step is kept
+    l2: float = 0.0  # on the attention and output vectors
+
+
+@dataclass(frozen=True)
+class MultiTokenConfig:
+    # binary data sets of `datasets` (the paper's multi-token runs are binary)
+    datasets: list[str] = field(
+        default_factory=lambda: ["spam", "toxicity", "sentiment", "grammar"]
+    )
+    layers: list[int] = field(default_factory=lambda: [6])  # each one of extract.layers
+    methods: list[str] = field(default_factory=lambda: list(MULTITOKEN_METHODS))
+    seeds: int = 3  # as regimes.normal: equal values draw the probe stage's samples
+    max_train: int = 1024
+    attention: AttentionProbeConfig = field(default_factory=AttentionProbeConfig)
+    # concat_pca: a PCA per token position (the first content tokens), joined, L1 probe
+    concat_components: int = 20
+    concat_positions: int | None = None  # null: every position the extraction kept
 
 
 TRANSFER_SPLITS = ("in_distribution", "ood")
@@ -885,6 +913,15 @@ def validate_all(params: dict[str, Any]) -> None:
         )
     check_selfreg(params, names, extract.layers)
     check_transfer(params, names)
+    multi = multitoken_config(params)
+    unknown = [name for name in multi.datasets if name not in names]
+    if unknown:
+        raise ConfigError(
+            f"params: 'multitoken.datasets' names {unknown}, which 'datasets' does not define"
+        )
+    extra = [layer for layer in multi.layers if layer not in extract.layers]
+    if extra:
+        raise ConfigError(f"params: 'multitoken.layers' has {extra}, not in 'extract.layers'")
     if sae.architecture != "topk":
         raise ConfigError(
             f"params: 'sae.architecture' is '{sae.architecture}'; the pipeline fine-tunes every "
@@ -1133,3 +1170,21 @@ def check_transfer(params: dict[str, Any], datasets: list[str]) -> None:
                     f"params: 'transfer.pairs.{name}.{role}' is '{value}', which 'datasets' "
                     f"does not define{suggest(value, datasets)}"
                 )
+
+
+def multitoken_config(params: dict[str, Any]) -> MultiTokenConfig:
+    cfg = parse(MultiTokenConfig, section(params, "multitoken"), "multitoken")
+    check_names(cfg.methods, MULTITOKEN_METHODS, "multitoken.methods")
+    a = cfg.attention
+    if a.lr <= 0 or a.steps < 1 or not 0.0 < a.val_fraction < 1.0 or a.l2 < 0:
+        raise ConfigError(
+            "params: 'multitoken.attention' needs lr > 0, steps >= 1, val_fraction in (0, 1) "
+            "and l2 >= 0"
+        )
+    if cfg.seeds < 1 or cfg.max_train < 4 or cfg.concat_components < 1:
+        raise ConfigError(
+            "params: 'multitoken' needs seeds >= 1, max_train >= 4 and concat_components >= 1"
+        )
+    if cfg.concat_positions is not None and cfg.concat_positions < 1:
+        raise ConfigError("params: 'multitoken.concat_positions' must be null or >= 1")
+    return cfg

@@ -23,6 +23,7 @@ PROBE_RESULTS = REPORTS / "probes" / "results.parquet"
 PROBE_METRICS = REPORTS / "probes" / "metrics.json"
 PLOTS = REPORTS / "plots"
 TRANSFER_REPORTS = REPORTS / "transfer"
+MULTITOKEN_REPORTS = REPORTS / "multitoken"
 TIMING = REPORTS / "timing"
 
 
@@ -98,6 +99,15 @@ def selfreg_report(name: str, layer: int, kind: str) -> Path:
 
 def selfreg_plots(name: str, layer: int) -> Path:
     return PLOTS / "selfreg" / f"{name}-L{layer}"
+
+
+def multitoken_path(name: str) -> Path:
+    """The multi-token probes' fits of one data set, rows of the probes' results table."""
+    return DATA / "multitoken" / f"{name}.parquet"
+
+
+def multitoken_report(name: str) -> Path:
+    return MULTITOKEN_REPORTS / f"{name}.json"
 
 
 def transfer_path(pair: str) -> Path:

@@ -1,5 +1,5 @@
-"""probe_report: one results table for every fit (transfer fits too), the per-regime metrics
-and the plot data."""
+"""probe_report: one results table for every fit (transfer and multi-token fits too), the
+per-regime metrics and the plot data."""
 
 from saeprobe import config
 from saeprobe.probes.report import write_probe_report
@@ -7,6 +7,7 @@ from saeprobe.stage import (
     PLOTS,
     PROBE_METRICS,
     PROBE_RESULTS,
+    multitoken_path,
     probes_path,
     run,
     transfer_path,
@@ -24,7 +25,8 @@ def main() -> None:
         n_boot=cfg.bootstrap,
         seed=config.seed(params),
         cfg=cfg,
-        transfer_files=[transfer_path(pair) for pair in config.transfer_config(params).pairs],
+        extra_files=[transfer_path(pair) for pair in config.transfer_config(params).pairs]
+        + [multitoken_path(name) for name in config.multitoken_config(params).datasets],
     )
 
 

@@ -25,6 +25,7 @@ SECTIONS = {
     "probe_report": config.ProbeReportConfig,
     "selfreg": config.SelfRegConfig,
     "transfer": config.TransferConfig,
+    "multitoken": config.MultiTokenConfig,
 }
 
 
@@ -54,6 +55,7 @@ def test_every_reader_accepts_the_default_params():
         config.unintended_config,
         config.selfreg_config,
         config.transfer_config,
+        config.multitoken_config,
     ]
     for read in readers:
         read(PARAMS)

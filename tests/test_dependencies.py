@@ -49,6 +49,7 @@ INSTANCES = {
     "probe_report": {},
     "unintended": {"item.dataset": "politician_gender", "item.layer": "1"},
     "selfreg": {"item.dataset": "grammar_cue", "item.layer": "1"},
+    "multitoken": {"item": "grammar"},
     "transfer": {"key": "grammar-cue", "item.train": "grammar", "item.test": "grammar_cue"},
 }
 # Folders of user inputs: DVC cannot declare an input only some data sets have, so every

@@ -76,6 +76,12 @@ def test_repro_builds_every_output(tiny_project):
     plot = (project / "reports/plots/transfer/grammar-cue.csv").read_text()
     assert plot.startswith("setting,family,in_distribution,transfer,drop")
     fitted = fitted.filter(pl.col("regime") != "transfer")
+    tokens = fitted.filter(pl.col("representation") == "hidden_tokens")
+    assert set(tokens["method"]) == {"attention", "concat_pca"}
+    assert set(tokens["regime"]) == {"normal", "shift"} and set(tokens["layer"]) == {1, 3}
+    multitoken = json.loads((project / "reports/multitoken/grammar.json").read_text())
+    assert set(multitoken) == {"normal", "shift"} and multitoken["normal"]["L1"]["attention"]
+    fitted = fitted.filter(pl.col("representation") != "hidden_tokens")
     assert set(fitted.filter(pl.col("regime") == "shift")["test_dataset"]) == {"grammar"}
     assert {"hidden", "sae_finetuned", "sae_pretrained", "text"} == set(fitted["representation"])
     normal = fitted.filter(pl.col("regime") == "normal")
@@ -116,6 +122,9 @@ def test_a_probe_parameter_reruns_only_probe_stages(tiny_project):
             "probe@spam",
             "probe@grammar",
             "transfer@grammar-cue",
+            "transfer@grammar-ood",
+            "multitoken@spam",
+            "multitoken@grammar",
             "probe_report",
             "classifier@spam",
             "classifier@grammar",
@@ -146,6 +155,9 @@ def test_a_fitting_parameter_puts_every_fitting_stage_out_of_date(tiny_project):
             "probe@spam",
             "probe@grammar",
             "transfer@grammar-cue",
+            "transfer@grammar-ood",
+            "multitoken@spam",
+            "multitoken@grammar",
             "classifier@spam",
             "classifier@grammar",
         }

@@ -165,6 +165,9 @@ def full_outputs() -> RunOutputs:
         classifiers={"spam": classifier},
         cards={Path("data/sae/L6/pretrained"): cards},
         transfer={"sentiment-movies": transfer_summary(), "toxicity-hate": None},
+        multitoken={
+            "spam": {"normal": {"L6": {"attention": {"roc_auc": 0.93, "std": 0.01, "seeds": 3}}}}
+        },
     )
 
 
@@ -220,12 +223,15 @@ def test_every_figure_of_the_report_has_data_and_renders_with_vega_lite():
     assert "0.700 [0.690, 0.710]" in page  # the best SAE probe's AUC with its interval
     assert "0.050 [0.040, 0.060]" in page  # a transfer drop with its interval
     assert "The transfer stage has not run for this pair" in page
+    assert "0.930 ± 0.010" in page  # a multi-token probe's AUC
     assert "«Reuters»" in page and "a «free» prize" in page  # unintended latent, card span
 
 
 def test_the_report_renders_when_no_stage_has_run_and_says_so(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    outputs = collect(["spam"], ["spam"], [6], [("sentiment_cue", 6)], ["sentiment-movies"])
+    outputs = collect(
+        ["spam"], ["spam"], [6], [("sentiment_cue", 6)], ["sentiment-movies"], ["spam"]
+    )
     page = render_report(outputs, vega_scripts(ROOT / TEMPLATE))
     for section in SECTIONS:
         assert f'id="{section}"' in page
@@ -234,6 +240,7 @@ def test_the_report_renders_when_no_stage_has_run_and_says_so(tmp_path, monkeypa
         "The probe stages have not run",
         "The selfreg stage has not run",
         "The transfer stage has not run for this pair",
+        "The multitoken stages have not run",
         "The classifier stages have not run",
     ):
         assert missing in page

@@ -43,14 +43,15 @@ def write_probe_report(
     n_boot: int,
     seed: int,
     cfg: ProbeReportConfig,
-    transfer_files: list[Path] = (),
+    extra_files: list[Path] = (),
 ) -> dict:
     """Concatenate the data sets' probe tables and write every report output together. The
-    transfer stages' rows join the results table; their summaries are their own."""
+    rows of `extra_files` (the transfer and multi-token stages') join the results table;
+    their summaries are their own."""
     probes = pl.concat([pl.read_parquet(path) for path in probe_files])
     metrics = summarize(probes, n_boot, seed, cfg)
     tables = plot_tables(probes)
-    results = pl.concat([probes, *(pl.read_parquet(path) for path in transfer_files)])
+    results = pl.concat([probes, *(pl.read_parquet(path) for path in extra_files)])
     # Each plot file on its own: reports/plots also holds other stages' plots (selfreg).
     plot_paths = [plots_dir / f"{name}.csv" for name in tables]
     plots_dir.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from saeprobe.stage import (
     PLOTS,
     PROBE_METRICS,
     classifier_path,
+    multitoken_report,
     sae_report,
     selfreg_plots,
     selfreg_report,
@@ -52,6 +53,7 @@ class RunOutputs:
     classifiers: dict[str, Classifier] = field(default_factory=dict)
     cards: dict[Path, pl.DataFrame] = field(default_factory=dict)  # SAE folder -> its cards
     transfer: dict[str, dict | None] = field(default_factory=dict)  # pair -> its summary
+    multitoken: dict[str, dict | None] = field(default_factory=dict)  # data set -> summary
 
 
 def _json(path: Path) -> dict | None:
@@ -71,10 +73,12 @@ def collect(
     layers: list[int],
     selfreg_pairs: list[tuple[str, int]],
     transfer_pairs: list[str] = (),
+    multitoken_datasets: list[str] = (),
 ) -> RunOutputs:
     """Everything the configured pipeline writes that the report shows, where it exists."""
     out = RunOutputs(probes=_json(PROBE_METRICS))
     out.transfer = {pair: _json(transfer_report(pair)) for pair in transfer_pairs}
+    out.multitoken = {name: _json(multitoken_report(name)) for name in multitoken_datasets}
     for layer in layers:
         for name in ["pretrained", *datasets]:
             report = _json(sae_report(layer, name))

@@ -252,6 +252,29 @@ def probe_section(page: Page, outputs: RunOutputs) -> None:
     comparison_figures(page, outputs.probe_plots)
 
 
+def multitoken_table(page: Page, summaries: dict[str, dict | None]) -> None:
+    """The multi-token probes' test AUC per data set, regime, layer and method."""
+    page.subsection("Multi-token probes")
+    page.text(
+        "The paper's probes that read every token: attention pooling and a PCA per token "
+        "position, joined (L1 probe); trained on the normal regime's samples, so they pair "
+        "with the last-token probes above. Mean test ROC-AUC over seeds (± standard deviation)."
+    )
+    rows = []
+    for name, summary in sorted(summaries.items()):
+        for regime, layers in (summary or {}).items():
+            for layer, methods in layers.items():
+                for method, entry in methods.items():
+                    spread = entry["std"] if entry["std"] is not None else float("nan")
+                    rows.append(
+                        [name, regime, layer, method, f"{entry['roc_auc']:.3f} ± {spread:.3f}"]
+                    )
+    if not rows:
+        page.missing("The multitoken stages have not run (no reports/multitoken/).")
+        return
+    page.table(["data set", "regime", "layer", "probe", "test AUC"], rows)
+
+
 BEST_HEADERS = (
     "protocol",
     "data set",
@@ -587,6 +610,7 @@ def render_report(outputs: RunOutputs, scripts: str) -> str:
     data_section(page, outputs)
     sae_section(page, outputs)
     probe_section(page, outputs)
+    multitoken_table(page, outputs.multitoken)
     selfreg_section(page, outputs)
     transfer_section(page, outputs)
     classifier_section(page, outputs)

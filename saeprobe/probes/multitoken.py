@@ -1,0 +1,174 @@
+"""The sparse-probing paper's multi-token probes on the cached token activations
+(run_multi_token_acts.py): the attention-pooling probe and the concatenation baseline
+(`train_concat_baseline_on_model_acts`: a PCA per token position, joined, then the L1
+probe). Both run in the normal regime on the probe stage's samples (same seeds, same
+training sets), so their rows pair with its last-token rows; a data set with a shifted
+split also scores each fit there (the shift regime trains on the normal sample too). The
+max- and mean-pooled SAE codes with top-k selection, the paper's third multi-token probe,
+are the probe stage's pooling comparison (BOS is never stored, so it is always skipped)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+from joblib import delayed
+from sklearn.decomposition import PCA
+
+from saeprobe.config import MultiTokenConfig, ProbeConfig, RegimeConfig
+from saeprobe.probes.attention import fit_attention_probe
+from saeprobe.probes.methods import FitContext, fit_method
+from saeprobe.probes.sweep import results_frame, run_parallel, scores
+from saeprobe.regimes import sample
+from saeprobe.store import TokenStore
+
+REPRESENTATION = "hidden_tokens"
+
+
+def document_tokens(store: TokenStore, layer: int, doc_ids: list[str]) -> list[np.ndarray]:
+    """Each document's content-token activations (tokens, d), in the order of `doc_ids`."""
+    by_id: dict[str, np.ndarray] = {}
+    for ids, offsets, x in store.iter_docs(layer):
+        for i, doc_id in enumerate(ids):
+            by_id[doc_id] = x[offsets[i] : offsets[i + 1]]
+    return [by_id[doc_id] for doc_id in doc_ids]
+
+
+def concat_pca_features(
+    docs: list[np.ndarray], train: np.ndarray, components: int, positions: int | None
+) -> np.ndarray:
+    """Per content-token position j (the paper's positions 1.., after BOS), a PCA fit on
+    the training documents' j-th token (zeros where a document is shorter) and applied to
+    every document; the projections side by side. A position no training document reaches
+    is skipped, as in the paper."""
+    longest = max(len(doc) for doc in docs)
+    positions = min(positions or longest, longest)
+    d = docs[0].shape[1]
+    parts = []
+    for j in range(positions):
+        at_j = np.zeros((len(docs), d), dtype=np.float32)
+        for i, doc in enumerate(docs):
+            if j < len(doc):
+                at_j[i] = doc[j]
+        if not at_j[train].any():
+            continue
+        pca = PCA(n_components=min(components, len(train), d)).fit(at_j[train])
+        parts.append(pca.transform(at_j))
+    return np.hstack(parts)
+
+
+def multitoken_fits(
+    dataset: str,
+    prepared: pl.DataFrame,
+    docs_by_layer: dict[int, list[np.ndarray]],
+    cfg: MultiTokenConfig,
+    probe: ProbeConfig,
+    base_seed: int,
+) -> pl.DataFrame:
+    """Every (layer, seed, method): one fit on the normal regime's sample, scored on the
+    test split and, where the data set has one, on the shifted split."""
+    y = prepared["label"].to_numpy()
+    split = prepared["split"].to_numpy()
+    pools = {s: np.flatnonzero(split == s) for s in ("train", "test", "ood")}
+    n_classes = int(y.max()) + 1
+    regime = RegimeConfig(seeds=cfg.seeds, max_train=cfg.max_train)
+    tasks = []
+    for s in range(cfg.seeds):
+        seed = base_seed + s
+        drawn = sample(
+            "normal",
+            None,
+            regime,
+            y,
+            train_pool=pools["train"],
+            test_pool=pools["test"],
+            ood_pool=pools["ood"],
+            seed=seed,
+        )
+        for layer, docs in docs_by_layer.items():
+            for method in cfg.methods:
+                tasks.append(
+                    delayed(_fit)(
+                        dataset, layer, method, seed, docs, y, drawn.train, pools, n_classes,
+                        cfg, probe,
+                    )
+                )  # fmt: skip
+    return results_frame([row for rows in run_parallel(tasks, probe) for row in rows])
+
+
+def _fit(
+    dataset: str,
+    layer: int,
+    method: str,
+    seed: int,
+    docs: list[np.ndarray],
+    y: np.ndarray,
+    train: np.ndarray,
+    pools: dict[str, np.ndarray],
+    n_classes: int,
+    cfg: MultiTokenConfig,
+    probe: ProbeConfig,
+) -> list[dict]:
+    scored = {"normal": pools["test"], "shift": pools["ood"]}
+    scored = {regime: rows for regime, rows in scored.items() if len(rows)}
+    evaluated = np.concatenate(list(scored.values()))
+    if method == "attention":
+        fitted = fit_attention_probe(
+            [docs[i] for i in train], y[train], n_classes, cfg.attention, seed
+        )
+        proba = fitted.predict_proba([docs[i] for i in evaluated])
+        params, val_auc = {"step": fitted.step}, fitted.val_auc
+    else:
+        X = concat_pca_features(docs, train, cfg.concat_components, cfg.concat_positions)
+        ctx = FitContext(cfg=probe, seed=seed, n_classes=n_classes)
+        fit = fit_method("logreg_l1", X[train], y[train], X[evaluated], ctx)
+        proba, val_auc = fit.proba, fit.val_auc
+        params = {"C": fit.params.get("C"), "features": X.shape[1]}
+    rows, start = [], 0
+    for regime, test in scored.items():
+        part = proba[start : start + len(test)]
+        start += len(test)
+        rows.append(
+            {
+                "train_dataset": dataset,
+                "test_dataset": dataset,
+                "layer": layer,
+                "representation": REPRESENTATION,
+                "pooling": method,
+                "pooling_comparison": False,
+                "sae_task_docs": 0,
+                "method": method,
+                "regime": regime,
+                "level": None,
+                "seed": seed,
+                "n_train": len(train),
+                "n_test": len(test),
+                "val_auc": val_auc,
+                "params": _json(params),
+                "status": "ok",
+            }
+            | scores(y[test], part)
+        )
+    return rows
+
+
+def _json(params: dict) -> str:
+    return json.dumps({k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()})
+
+
+def multitoken_summary(results: pl.DataFrame) -> dict:
+    """Mean test ROC-AUC and its spread over seeds per regime, layer and method."""
+    out: dict = {}
+    grouped = results.group_by(["regime", "layer", "method"], maintain_order=True).agg(
+        pl.col("roc_auc").mean().alias("mean"),
+        pl.col("roc_auc").std().alias("std"),
+        pl.len().alias("seeds"),
+    )
+    for row in grouped.sort(["regime", "layer", "method"]).iter_rows(named=True):
+        out.setdefault(row["regime"], {}).setdefault(f"L{row['layer']}", {})[row["method"]] = {
+            "roc_auc": row["mean"],
+            "std": row["std"],
+            "seeds": row["seeds"],
+        }
+    return out
