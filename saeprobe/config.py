@@ -448,8 +448,6 @@ class MultiTokenConfig:
     )
     layers: list[int] = field(default_factory=lambda: [6])  # each one of extract.layers
     methods: list[str] = field(default_factory=lambda: list(MULTITOKEN_METHODS))
-    seeds: int = 3  # as regimes.normal: equal values draw the probe stage's samples
-    max_train: int = 1024
     attention: AttentionProbeConfig = field(default_factory=AttentionProbeConfig)
     # concat_pca: a PCA per token position (the first content tokens), joined, L1 probe
     concat_components: int = 20
@@ -865,6 +863,17 @@ def check_levels(regime: str, levels: list[float]) -> None:
         raise ConfigError(f"params: '{where}' must be flip shares in [0, 1], got {levels}")
 
 
+def normal_regime(params: dict[str, Any]) -> RegimeConfig:
+    """regimes.normal alone: the multi-token probes draw the probe stage's normal samples."""
+    raw = section(params, "regimes") or {}
+    if not isinstance(raw, dict) or "normal" not in raw:
+        raise ConfigError("params: 'regimes.normal' is missing; the multi-token probes use it")
+    cfg = parse(RegimeConfig, raw["normal"], "regimes.normal")
+    if cfg.seeds < 1:
+        raise ConfigError("params: 'regimes.normal.seeds' must be at least 1")
+    return cfg
+
+
 def regime_configs(params: dict[str, Any]) -> dict[str, RegimeConfig]:
     raw = section(params, "regimes") or {}
     if not isinstance(raw, dict):
@@ -1150,11 +1159,13 @@ def transfer_config(params: dict[str, Any]) -> TransferConfig:
         raise ConfigError(f"params: 'transfer.max_train' is {cfg.max_train}; expected >= 4")
     for name, pair in cfg.pairs.items():
         check_names([pair.test_split], TRANSFER_SPLITS, f"transfer.pairs.{name}.test_split")
-        moves = pair.test_split == "ood" or pair.train_domain != pair.test_domain
+        two_domains = pair.train_domain is not None and pair.test_domain is not None
+        moves = pair.test_split == "ood" or two_domains and pair.train_domain != pair.test_domain
         if pair.train == pair.test and not moves:
             raise ConfigError(
                 f"params: 'transfer.pairs.{name}' trains and tests on the same rows of "
-                f"'{pair.train}'; name two data sets, test_split: ood, or two domains"
+                f"'{pair.train}'; name two data sets, test_split: ood, or two different "
+                "domains (train_domain and test_domain)"
             )
     return cfg
 
@@ -1181,10 +1192,8 @@ def multitoken_config(params: dict[str, Any]) -> MultiTokenConfig:
             "params: 'multitoken.attention' needs lr > 0, steps >= 1, val_fraction in (0, 1) "
             "and l2 >= 0"
         )
-    if cfg.seeds < 1 or cfg.max_train < 4 or cfg.concat_components < 1:
-        raise ConfigError(
-            "params: 'multitoken' needs seeds >= 1, max_train >= 4 and concat_components >= 1"
-        )
+    if cfg.concat_components < 1:
+        raise ConfigError("params: 'multitoken.concat_components' must be at least 1")
     if cfg.concat_positions is not None and cfg.concat_positions < 1:
         raise ConfigError("params: 'multitoken.concat_positions' must be null or >= 1")
     return cfg

@@ -16,9 +16,8 @@ def main(name: str) -> None:
     ids = prepared["id"].to_list()
     with TokenStore(tokens_path(name)) as store:
         docs = {layer: document_tokens(store, layer, ids) for layer in cfg.layers}
-    results = multitoken_fits(
-        name, prepared, docs, cfg, config.probe_config(params), config.seed(params)
-    )
+    probe, normal = config.probe_config(params), config.normal_regime(params)
+    results = multitoken_fits(name, prepared, docs, cfg, probe, normal, config.seed(params))
     with atomic_path(multitoken_path(name)) as tmp:
         results.write_parquet(tmp)
     write_json(multitoken_report(name), multitoken_summary(results))

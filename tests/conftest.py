@@ -84,8 +84,10 @@ def copy_project(target: Path) -> Path:
         "data/published",
         "data/unintended",
         "data/transfer",
+        "data/multitoken",
         "reports/selfreg",
         "reports/transfer",
+        "reports/multitoken",
     ):
         shutil.copytree(ROOT / name, target / name, ignore=_outputs_only(ROOT / name))
     shutil.copy(TINY_PARAMS, target / "params.yaml")

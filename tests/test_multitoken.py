@@ -84,8 +84,9 @@ def test_multitoken_rows_train_on_the_probe_stage_sample_and_score_test_and_shif
     docs, y = one_token_decides(90, 0)
     split = ["train"] * 60 + ["test"] * 20 + ["ood"] * 10
     prepared = pl.DataFrame({"label": y, "split": split})
-    cfg = MultiTokenConfig(seeds=2, max_train=40, attention=AttentionProbeConfig(lr=0.05, steps=30))
-    results = multitoken_fits("toy", prepared, {6: docs}, cfg, ProbeConfig(n_jobs=1), 5)
+    cfg = MultiTokenConfig(attention=AttentionProbeConfig(lr=0.05, steps=30))
+    normal = RegimeConfig(seeds=2, max_train=40)
+    results = multitoken_fits("toy", prepared, {6: docs}, cfg, ProbeConfig(n_jobs=1), normal, 5)
     assert results.schema == pl.Schema(RESULT_SCHEMA)
     assert results.height == 2 * 2 * 2  # seeds x methods x (normal, shift)
     assert set(results["regime"]) == {"normal", "shift"}
@@ -97,6 +98,14 @@ def test_multitoken_rows_train_on_the_probe_stage_sample_and_score_test_and_shif
         "train_pool": pools["train"], "test_pool": pools["test"], "ood_pool": pools["ood"]
     }, seed=5)  # fmt: skip
     assert (results.filter(pl.col("seed") == 5)["n_train"] == len(drawn.train)).all()
+
+
+def test_a_concatenation_with_no_usable_position_is_skipped_not_failed():
+    from saeprobe.errors import Infeasible
+
+    docs = [np.zeros((2, 3), np.float32)] * 4
+    with pytest.raises(Infeasible, match="no token position"):
+        concat_pca_features(docs, np.array([0, 1]), components=2, positions=None)
 
 
 def test_multitoken_params_mistakes_are_named():

@@ -46,10 +46,10 @@ def test_the_target_keeps_no_text_of_the_source_and_no_shifted_rows():
 
 def test_a_cross_lingual_target_is_the_shifted_split_or_one_domain():
     both = table(
-        ["Good.", "Bad.", "Bon.", "Mauvais.", "Gut.", "Schlecht."],
-        ["pos", "neg", "pos", "neg", "pos", "neg"],
-        ["train", "test", "ood", "ood", "train", "test"],
-        domains=["en", "en", "fr", "fr", "de", "de"],
+        ["Good.", "Bad.", "Bon.", "Mauvais.", "Gut.", "Schlecht.", "Toll."],
+        ["pos", "neg", "pos", "neg", "pos", "neg", "pos"],
+        ["train", "test", "ood", "ood", "train", "test", "test"],
+        domains=["en", "en", "fr", "fr", "de", "de", "de"],
     )
     ood = TransferPairConfig("a", "a", test_split="ood")
     found = transfer_target(both, both, ood, "p")
@@ -57,8 +57,22 @@ def test_a_cross_lingual_target_is_the_shifted_split_or_one_domain():
     assert target_name(ood) == "a:ood"
     german = TransferPairConfig("a", "a", train_domain="en", test_domain="de")
     found = transfer_target(both, both, german, "p")
-    assert both["text"][found.rows].to_list() == ["Gut.", "Schlecht."]
+    # the German test split only: the source's fine-tuned SAE read German training texts
+    assert both["text"][found.rows].to_list() == ["Schlecht.", "Toll."]
     assert (source_name(german), target_name(german)) == ("a:en", "a:de")
+
+
+def test_a_target_text_that_contains_a_long_source_text_is_left_out():
+    phrase = "a gorgeous , witty , seductive movie about love"
+    source = table([phrase, "Dull."], ["pos", "neg"])
+    target = table(
+        [f"{phrase.upper()} and loss .", "gorgeous", "A bore.", "Great."],
+        ["pos", "pos", "neg", "pos"],
+    )
+    found = transfer_target(source, target, TransferPairConfig("a", "b"), "p")
+    # short texts are compared whole only: "gorgeous" is not a copy of the long phrase
+    assert target["text"][found.rows].to_list() == ["gorgeous", "A bore.", "Great."]
+    assert found.overlap_dropped == 1
 
 
 def test_labels_are_aligned_by_name_not_by_index():
@@ -155,6 +169,24 @@ def test_seeds_draw_different_training_samples():
     assert scored[0] != scored[1]
 
 
+def test_a_fit_the_representation_cannot_support_is_recorded_as_skipped():
+    X, y = blobs(60, 0.0, 0)
+    source = table([f"s{i}" for i in range(60)], [["n", "p"][c] for c in y]).with_columns(
+        pl.Series("split", ["test" if i % 5 == 0 else "train" for i in range(60)])
+    )
+    target_table = table(["a", "b", "c", "d"], ["n", "p", "n", "p"])
+    pair = TransferPairConfig("s", "t")
+    target = transfer_target(source, target_table, pair, "p")
+    codes = sp.csr_matrix(np.abs(X[:, :3]))  # 3 latents: a top-16 probe cannot be built
+    reps = [PairedRepresentation(Representation(1, "sae_pretrained", codes, "last"), codes[:4])]
+    cfg = TransferConfig(seeds=2, max_train=20, sae_k=[2, 16], methods=["sae_topk"])
+    results = run_transfer(pair, source, target, reps, cfg, ProbeConfig(n_jobs=1), base_seed=0)
+    by_status = dict(results.group_by("method").agg(pl.col("status").unique()).iter_rows())
+    assert by_status == {"sae_top2": ["ok"], "sae_top16": ["skipped"]}
+    (summary,) = summarize_transfer(results, pair)  # only the fitted setting
+    assert summary["method"] == "sae_top2"
+
+
 def test_each_representation_gets_the_methods_that_read_it():
     cfg = TransferConfig(sae_k=[4, 8])
     sae = Representation(6, "sae_pretrained", sp.csr_matrix((2, 3)), "last")
@@ -180,6 +212,9 @@ def transfer_params(**changes) -> dict:
 def test_transfer_params_mistakes_are_named():
     params = transfer_params(pairs={"p": {"train": "a", "test": "a"}})
     with pytest.raises(ConfigError, match="'transfer.pairs.p' trains and tests on the same rows"):
+        config.transfer_config(params)
+    params = transfer_params(pairs={"p": {"train": "a", "test": "a", "test_domain": "fr"}})
+    with pytest.raises(ConfigError, match="two different domains"):
         config.transfer_config(params)
     params = transfer_params(pairs={"p": {"train": "a", "test": "a", "test_split": "test"}})
     with pytest.raises(ConfigError, match="'transfer.pairs.p.test_split' has 'test'"):

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from sklearn.model_selection import StratifiedShuffleSplit
 from torch import nn
 
 from saeprobe.config import AttentionProbeConfig
+from saeprobe.errors import Infeasible
 from saeprobe.probes.validation import auc
 
 
@@ -77,13 +79,18 @@ class FittedAttentionProbe:
         return proba
 
 
-def validation_split(y: np.ndarray, fraction: float, rng: np.random.Generator):
-    """A seeded split of the training set: (fit rows, validation rows), each class in both."""
-    order = rng.permutation(len(y))
-    n_val = max(2, int(round(fraction * len(y))))
-    val, fit = order[:n_val], order[n_val:]
-    if len(np.unique(y[val])) < 2 or len(np.unique(y[fit])) < len(np.unique(y)):
-        raise ValueError("the validation split leaves a class out; more training texts needed")
+def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded, stratified split of the training set: (fit rows, validation rows)."""
+    counts = np.bincount(y)
+    if (counts[counts > 0] < 2).any():
+        raise Infeasible(
+            f"attention probe: class counts {counts.tolist()}; the validation split needs "
+            "two examples of each class"
+        )
+    n_val = max(int(round(fraction * len(y))), len(np.unique(y)))
+    n_val = min(n_val, len(y) - len(np.unique(y)))
+    split = StratifiedShuffleSplit(n_splits=1, test_size=n_val, random_state=seed)
+    fit, val = next(split.split(np.zeros(len(y)), y))
     return fit, val
 
 
@@ -113,9 +120,8 @@ class Batches:
 def fit_attention_probe(
     docs: list[np.ndarray], y: np.ndarray, n_classes: int, cfg: AttentionProbeConfig, seed: int
 ) -> FittedAttentionProbe:
-    rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
-    fit, val = validation_split(y, cfg.val_fraction, rng)
+    fit, val = validation_split(np.asarray(y), cfg.val_fraction, seed)
     # One full-batch step per iteration, as the paper; computed over length buckets, which
     # gives the same loss and gradient without padding every document to the longest.
     fitting = Batches([docs[i] for i in fit], y[fit])

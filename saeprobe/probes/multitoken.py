@@ -17,6 +17,7 @@ from joblib import delayed
 from sklearn.decomposition import PCA
 
 from saeprobe.config import MultiTokenConfig, ProbeConfig, RegimeConfig
+from saeprobe.errors import Infeasible
 from saeprobe.probes.attention import fit_attention_probe
 from saeprobe.probes.methods import FitContext, fit_method
 from saeprobe.probes.sweep import results_frame, run_parallel, scores
@@ -53,8 +54,12 @@ def concat_pca_features(
                 at_j[i] = doc[j]
         if not at_j[train].any():
             continue
-        pca = PCA(n_components=min(components, len(train), d)).fit(at_j[train])
+        # the full SVD: deterministic, as the PCA baseline of the probe stage
+        pca = PCA(n_components=min(components, len(train), d), svd_solver="full")
+        pca.fit(at_j[train])
         parts.append(pca.transform(at_j))
+    if not parts:
+        raise Infeasible("concat_pca: no token position holds a training document's token")
     return np.hstack(parts)
 
 
@@ -64,28 +69,38 @@ def multitoken_fits(
     docs_by_layer: dict[int, list[np.ndarray]],
     cfg: MultiTokenConfig,
     probe: ProbeConfig,
+    normal: RegimeConfig,
     base_seed: int,
 ) -> pl.DataFrame:
-    """Every (layer, seed, method): one fit on the normal regime's sample, scored on the
-    test split and, where the data set has one, on the shifted split."""
+    """Every (layer, seed, method): one fit on the normal regime's sample (`normal`, the
+    probe stage's regimes.normal, so the same training sets), scored on the test split and,
+    where the data set has one, on the shifted split."""
     y = prepared["label"].to_numpy()
     split = prepared["split"].to_numpy()
     pools = {s: np.flatnonzero(split == s) for s in ("train", "test", "ood")}
     n_classes = int(y.max()) + 1
-    regime = RegimeConfig(seeds=cfg.seeds, max_train=cfg.max_train)
-    tasks = []
-    for s in range(cfg.seeds):
+    tasks, skipped = [], []
+    for s in range(normal.seeds):
         seed = base_seed + s
-        drawn = sample(
-            "normal",
-            None,
-            regime,
-            y,
-            train_pool=pools["train"],
-            test_pool=pools["test"],
-            ood_pool=pools["ood"],
-            seed=seed,
-        )
+        try:
+            drawn = sample(
+                "normal",
+                None,
+                normal,
+                y,
+                train_pool=pools["train"],
+                test_pool=pools["test"],
+                ood_pool=pools["ood"],
+                seed=seed,
+            )
+        except Infeasible as exc:
+            skipped += [
+                _row(dataset, layer, method, "normal", seed, [], pools["test"])
+                | {"status": "skipped", "message": str(exc)}
+                for layer in docs_by_layer
+                for method in cfg.methods
+            ]
+            continue
         for layer, docs in docs_by_layer.items():
             for method in cfg.methods:
                 tasks.append(
@@ -94,7 +109,8 @@ def multitoken_fits(
                         cfg, probe,
                     )
                 )  # fmt: skip
-    return results_frame([row for rows in run_parallel(tasks, probe) for row in rows])
+    fitted = [row for rows in run_parallel(tasks, probe) for row in rows]
+    return results_frame(skipped + fitted)
 
 
 def _fit(
@@ -113,44 +129,58 @@ def _fit(
     scored = {"normal": pools["test"], "shift": pools["ood"]}
     scored = {regime: rows for regime, rows in scored.items() if len(rows)}
     evaluated = np.concatenate(list(scored.values()))
-    if method == "attention":
-        fitted = fit_attention_probe(
-            [docs[i] for i in train], y[train], n_classes, cfg.attention, seed
+    try:
+        proba, params, val_auc = _fit_method(
+            method, seed, docs, y, train, evaluated, n_classes, cfg, probe
         )
-        proba = fitted.predict_proba([docs[i] for i in evaluated])
-        params, val_auc = {"step": fitted.step}, fitted.val_auc
-    else:
-        X = concat_pca_features(docs, train, cfg.concat_components, cfg.concat_positions)
-        ctx = FitContext(cfg=probe, seed=seed, n_classes=n_classes)
-        fit = fit_method("logreg_l1", X[train], y[train], X[evaluated], ctx)
-        proba, val_auc = fit.proba, fit.val_auc
-        params = {"C": fit.params.get("C"), "features": X.shape[1]}
+    except Infeasible as exc:
+        return [
+            _row(dataset, layer, method, regime, seed, train, test)
+            | {"status": "skipped", "message": str(exc)}
+            for regime, test in scored.items()
+        ]
     rows, start = [], 0
     for regime, test in scored.items():
         part = proba[start : start + len(test)]
         start += len(test)
         rows.append(
-            {
-                "train_dataset": dataset,
-                "test_dataset": dataset,
-                "layer": layer,
-                "representation": REPRESENTATION,
-                "pooling": method,
-                "pooling_comparison": False,
-                "sae_task_docs": 0,
-                "method": method,
-                "regime": regime,
-                "level": None,
-                "seed": seed,
-                "n_train": len(train),
-                "n_test": len(test),
-                "val_auc": val_auc,
-                "params": _json(params),
-                "status": "ok",
-            }
+            _row(dataset, layer, method, regime, seed, train, test)
+            | {"val_auc": val_auc, "params": _json(params), "status": "ok"}
             | scores(y[test], part)
         )
     return rows
+
+
+def _fit_method(method, seed, docs, y, train, evaluated, n_classes, cfg, probe):
+    """(probabilities on `evaluated`, fitted parameters, validation AUC) of one method."""
+    if method == "attention":
+        fitted = fit_attention_probe(
+            [docs[i] for i in train], y[train], n_classes, cfg.attention, seed
+        )
+        proba = fitted.predict_proba([docs[i] for i in evaluated])
+        return proba, {"step": fitted.step}, fitted.val_auc
+    X = concat_pca_features(docs, train, cfg.concat_components, cfg.concat_positions)
+    ctx = FitContext(cfg=probe, seed=seed, n_classes=n_classes)
+    fit = fit_method("logreg_l1", X[train], y[train], X[evaluated], ctx)
+    return fit.proba, {"C": fit.params.get("C"), "features": X.shape[1]}, fit.val_auc
+
+
+def _row(dataset, layer, method, regime, seed, train, test) -> dict:
+    return {
+        "train_dataset": dataset,
+        "test_dataset": dataset,
+        "layer": layer,
+        "representation": REPRESENTATION,
+        "pooling": method,
+        "pooling_comparison": False,
+        "sae_task_docs": 0,
+        "method": method,
+        "regime": regime,
+        "level": None,
+        "seed": seed,
+        "n_train": len(train),
+        "n_test": len(test),
+    }
 
 
 def _json(params: dict) -> str:
@@ -160,7 +190,8 @@ def _json(params: dict) -> str:
 def multitoken_summary(results: pl.DataFrame) -> dict:
     """Mean test ROC-AUC and its spread over seeds per regime, layer and method."""
     out: dict = {}
-    grouped = results.group_by(["regime", "layer", "method"], maintain_order=True).agg(
+    fitted = results.filter(pl.col("status") == "ok")
+    grouped = fitted.group_by(["regime", "layer", "method"], maintain_order=True).agg(
         pl.col("roc_auc").mean().alias("mean"),
         pl.col("roc_auc").std().alias("std"),
         pl.len().alias("seeds"),

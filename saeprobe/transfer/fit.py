@@ -11,9 +11,15 @@ from joblib import delayed
 from sklearn.linear_model import LogisticRegression
 
 from saeprobe.config import ProbeConfig, TransferConfig, TransferPairConfig
-from saeprobe.errors import ConfigError
+from saeprobe.errors import ConfigError, Infeasible
 from saeprobe.probes.methods import METHODS, Fit, FitContext, fit_method
-from saeprobe.probes.sweep import Representation, results_frame, run_parallel, scores
+from saeprobe.probes.sweep import (
+    Representation,
+    fit_summary,
+    results_frame,
+    run_parallel,
+    scores,
+)
 from saeprobe.regimes import balanced
 from saeprobe.transfer.split import TransferTarget, source_name, target_name
 
@@ -126,22 +132,29 @@ def _fit_job(
     X_eval = stack(rep.X[test], job.paired.target[target.rows])
     rows = []
     for method in job.methods:
-        fit = fit_transfer_method(method, rep.X[job.train], y[job.train], X_eval, ctx)
         base = {
             "train_dataset": pair.train,
             "layer": rep.layer,
             "representation": rep.name,
             "pooling": rep.pooling,
-            "pooling_comparison": False,
+            "pooling_comparison": rep.comparison,
             "sae_task_docs": rep.task_docs,
             "method": method,
             "regime": REGIME,
             "level": None,
             "seed": job.seed,
             "n_train": len(job.train),
-            "val_auc": fit.val_auc,
-            "status": "ok",
         }
+        tests = {source_name(pair): len(test), target_name(pair): len(target.rows)}
+        try:
+            fit = fit_transfer_method(method, rep.X[job.train], y[job.train], X_eval, ctx)
+        except Infeasible as exc:  # e.g. k above the SAE's width: recorded, as the sweep does
+            rows += [
+                base | {"test_dataset": name, "n_test": n, "status": "skipped", "message": str(exc)}
+                for name, n in tests.items()
+            ]
+            continue
+        base |= fit_summary(fit.params, fit.val_auc)
         in_dist, moved = fit.proba[: len(test)], fit.proba[len(test) :]
         rows.append(
             base

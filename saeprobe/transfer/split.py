@@ -64,23 +64,33 @@ def label_map(
     return {name: int(source_index[value]) for name, value in mapping.items()}
 
 
+NEAR_DUPLICATE_CHARS = 40  # a text this long inside another counts as the same text
+
+
 def transfer_target(
     source: pl.DataFrame, target: pl.DataFrame, pair: TransferPairConfig, where: str
 ) -> TransferTarget:
-    """The target rows to test on: the rows of `pair.test_split` (in-distribution: train and
-    test split alike, since no probe trains on them; or the shifted split) and of
-    `pair.test_domain` whose label the mapping keeps and whose text occurs nowhere in the
-    source's in-distribution rows (of its training domain)."""
+    """The target rows to test on: the rows of `pair.test_split` and `pair.test_domain`
+    whose label the mapping keeps and that share no text with the source's in-distribution
+    rows (of its training domain): neither the same text (case and white space aside) nor
+    one that contains the other, when the shorter has at least NEAR_DUPLICATE_CHARS
+    characters (phrase-level copies, as SST-2's phrases in other SST-derived sets).
+
+    In-distribution targets of another data set take its train and test split alike, since
+    no probe trains on them. A domain of the source's own data set takes its test split
+    only: the SAE fine-tuned on the source read every domain's training texts."""
     mapping = label_map(source, target, pair, where)
     source = source.filter(pl.col("split") != "ood")  # a probe never sees the shifted rows
     if pair.train_domain is not None:
         source = source.filter(pl.col("domain") == pair.train_domain)
     seen = {normalized(t) for t in source["text"].to_list()}
+    long_seen = [t for t in seen if len(t) >= NEAR_DUPLICATE_CHARS]
     names = target["label_name"].to_list()
     texts = target["text"].to_list()
     splits = target["split"].to_list()
     domains = target["domain"].to_list()
     want_ood = pair.test_split == "ood"
+    own_domain = pair.train == pair.test and not want_ood
     kept, dropped = [], 0
     for i, (name, text, split, domain) in enumerate(
         zip(names, texts, splits, domains, strict=True)
@@ -89,7 +99,9 @@ def transfer_target(
             continue
         if pair.test_domain is not None and domain != pair.test_domain:
             continue
-        if normalized(text) in seen:
+        if own_domain and split != "test":
+            continue
+        if shares_text(normalized(text), seen, long_seen):
             dropped += 1
             continue
         kept.append(i)
@@ -103,3 +115,12 @@ def transfer_target(
             + " after label mapping and overlap removal; a transfer test needs two classes"
         )
     return TransferTarget(rows, labels, dropped)
+
+
+def shares_text(text: str, seen: set[str], long_seen: list[str]) -> bool:
+    """`text` is a source text, contains a long one, or is a long part of one."""
+    if text in seen:
+        return True
+    if any(s in text for s in long_seen):
+        return True
+    return len(text) >= NEAR_DUPLICATE_CHARS and any(text in s for s in long_seen)
