@@ -65,7 +65,8 @@ def test_repro_builds_every_output(tiny_project):
     }
     moved = fitted.filter(pl.col("regime") == "transfer")
     assert set(moved["train_dataset"]) == {"grammar"}
-    assert set(moved["test_dataset"]) == {"grammar", "grammar_cue"}  # in distribution, moved
+    # in distribution, moved to grammar_cue, moved to grammar's shifted split
+    assert set(moved["test_dataset"]) == {"grammar", "grammar_cue", "grammar:ood"}
     assert {"logreg_l2", "sae_top4", "sae_top4_bin", "mosaic_lr_c1", "tfidf"} <= set(
         moved["method"]
     )
