@@ -225,7 +225,10 @@ def test_changing_one_dataset_reruns_only_its_stages(tiny_project):
     with changed_params(tiny_project, change):
         stages = ran(dvc(tiny_project, "repro"))
         assert {"prepare@spam", "extract@spam"} <= stages
-        assert not {s for s in stages if "grammar" in s}
+        # The transfer stages read the SAEs of every layer through the whole data/sae folder
+        # (DVC cannot template a list of layers into one stage's paths), so a spam SAE
+        # reruns them too; no other stage of another data set reruns.
+        assert not {s for s in stages if "grammar" in s and not s.startswith("transfer@")}
         assert not {s for s in stages if s.startswith(("train_sae", "extract_corpus"))}
         metrics = json.loads((tiny_project / "reports" / "metrics.json").read_text())
         assert metrics["datasets"]["spam"]["data"]["examples"] == 30
