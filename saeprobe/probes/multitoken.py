@@ -9,8 +9,6 @@ are the probe stage's pooling comparison (BOS is never stored, so it is always s
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import polars as pl
 from joblib import delayed
@@ -20,7 +18,7 @@ from saeprobe.config import MultiTokenConfig, ProbeConfig, RegimeConfig
 from saeprobe.errors import Infeasible
 from saeprobe.probes.attention import fit_attention_probe
 from saeprobe.probes.methods import FitContext, fit_method
-from saeprobe.probes.sweep import results_frame, run_parallel, scores
+from saeprobe.probes.sweep import fit_summary, results_frame, run_parallel, scores
 from saeprobe.regimes import sample
 from saeprobe.store import TokenStore
 
@@ -145,7 +143,7 @@ def _fit(
         start += len(test)
         rows.append(
             _row(dataset, layer, method, regime, seed, train, test)
-            | {"val_auc": val_auc, "params": _json(params), "status": "ok"}
+            | fit_summary(params, val_auc)
             | scores(y[test], part)
         )
     return rows
@@ -181,10 +179,6 @@ def _row(dataset, layer, method, regime, seed, train, test) -> dict:
         "n_train": len(train),
         "n_test": len(test),
     }
-
-
-def _json(params: dict) -> str:
-    return json.dumps({k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()})
 
 
 def multitoken_summary(results: pl.DataFrame) -> dict:

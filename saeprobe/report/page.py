@@ -17,6 +17,7 @@ import polars as pl
 from saeprobe.errors import ConfigError
 from saeprobe.report import figures
 from saeprobe.report.outputs import RunOutputs, SelfRegOutputs
+from saeprobe.transfer.summary import setting_label
 
 TEMPLATE = Path(".dvc/plots/offline.html")  # the DVC HTML template with Vega inlined
 SCRIPT = re.compile(r"<script data-library=\"[^\"]+\">.*?</script>", re.DOTALL)
@@ -533,7 +534,7 @@ def transfer_result(page: Page, pair: str, summary: dict) -> None:
     )
     bars = pl.DataFrame(
         [
-            {"setting": transfer_label(r), "test set": where, "roc_auc": r[key]["mean"]}
+            {"setting": setting_label(r), "test set": where, "roc_auc": r[key]["mean"]}
             for r in settings
             for key, where in (("in_distribution", summary["train"]), ("transfer", summary["test"]))
         ]
@@ -549,12 +550,6 @@ def transfer_result(page: Page, pair: str, summary: dict) -> None:
         ),
         "Settings sorted by their drop, smallest first.",
     )
-
-
-def transfer_label(row: dict) -> str:
-    where = "text" if row["layer"] < 0 else f"L{row['layer']}"
-    pooling = f" {row['pooling']}" if row["pooling"] else ""
-    return f"{where} {row['representation']}{pooling} · {row['method']}"
 
 
 def classifier_section(page: Page, outputs: RunOutputs, spans: int = 2, top: int = 8) -> None:

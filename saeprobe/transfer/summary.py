@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from scipy import stats
 
 from saeprobe.config import TransferPairConfig
+from saeprobe.regularization.stats import summarize
 from saeprobe.transfer.split import source_name
 
 
-def interval(values: np.ndarray, level: float = 0.95) -> dict[str, float]:
-    """Mean and Student-t confidence interval over seeds."""
-    values = np.asarray(values, dtype=float)
-    mean = float(values.mean())
-    if len(values) < 2:
-        return {"mean": mean, "ci_low": float("nan"), "ci_high": float("nan")}
-    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return {"mean": mean, "ci_low": mean - float(half), "ci_high": mean + float(half)}
+def interval(values: np.ndarray) -> dict[str, float]:
+    """Mean, spread and Student-t 95% interval over seeds (the self-regularization stats)."""
+    return summarize(values)
 
 
 SETTING = ["layer", "representation", "pooling", "method"]
