@@ -1,6 +1,8 @@
 """Probe sweeps fan out over a Dask cluster through joblib's dask backend, with the results
 of a local run."""
 
+import contextlib
+import os
 from dataclasses import asdict
 
 import pytest
@@ -14,16 +16,38 @@ from tests.test_probes import tiny_sweep
 distributed = pytest.importorskip("distributed")
 
 
+@contextlib.contextmanager
+def local_cluster():
+    # Starting workers sets OMP_NUM_THREADS=MKL_NUM_THREADS=1 (and more) in this process's
+    # environment. Left there, every pipeline that a later test runs in a subprocess would
+    # compute on one thread, and its outputs would differ in their last bits from the same
+    # pipeline run earlier in the session on two.
+    saved = dict(os.environ)
+    try:
+        with distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as local:
+            yield local
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-    ) as local:
+    with local_cluster() as local:
         yield local
+
+
+def test_a_local_cluster_leaves_the_test_session_environment_as_it_found_it():
+    before = dict(os.environ)
+    with local_cluster():
+        pass
+    assert dict(os.environ) == before
 
 
 def test_a_sweep_on_a_dask_cluster_gives_the_local_results(cluster):
