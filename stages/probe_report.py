@@ -1,5 +1,5 @@
-"""probe_report: one results table for every fit (transfer and multi-token fits too), the
-per-regime metrics and the plot data."""
+"""probe_report: one results table for every fit (transfer, cross-model and multi-token fits
+too), the per-regime metrics and the plot data."""
 
 from saeprobe import config
 from saeprobe.probes.report import write_probe_report
@@ -7,6 +7,7 @@ from saeprobe.stage import (
     PLOTS,
     PROBE_METRICS,
     PROBE_RESULTS,
+    cross_model_path,
     multitoken_path,
     probes_path,
     run,
@@ -26,6 +27,7 @@ def main() -> None:
         seed=config.seed(params),
         cfg=cfg,
         extra_files=[transfer_path(pair) for pair in config.transfer_config(params).pairs]
+        + [cross_model_path(name) for name in config.cross_model_config(params).datasets]
         + [multitoken_path(name) for name in config.multitoken_config(params).datasets],
     )
 

@@ -24,6 +24,7 @@ def main() -> None:
         selfreg_pairs=[(n, layer) for n in unintended.benchmarks for layer in unintended.layers],
         transfer_pairs=list(config.transfer_config(params).pairs),
         multitoken_datasets=config.multitoken_config(params).datasets,
+        cross_model_datasets=config.cross_model_config(params).datasets,
     )
     outputs.data = per_dataset
     page = render_report(outputs, vega_scripts())

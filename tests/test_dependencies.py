@@ -51,6 +51,8 @@ INSTANCES = {
     "selfreg": {"item.dataset": "grammar_cue", "item.layer": "1"},
     "multitoken": {"item": "grammar"},
     "transfer": {"key": "grammar-cue", "item.train": "grammar", "item.test": "grammar_cue"},
+    "behaviour": {"item": "truthqa_tf"},
+    "cross_model": {"item": "truthqa_tf"},
 }
 # Folders of user inputs: DVC cannot declare an input only some data sets have, so every
 # stage that may read one depends on the whole folder (saeprobe.config refuses paths outside).

@@ -62,7 +62,23 @@ def test_repro_builds_every_output(tiny_project):
         "noise",
         "shift",
         "transfer",
+        "cross_model",
     }
+    crossed = fitted.filter(pl.col("regime") == "cross_model")
+    task = "truthqa_tf:smollm2-135m"  # did SmolLM2 answer the item right?
+    assert set(crossed["train_dataset"]) == set(crossed["test_dataset"]) == {task}
+    own = crossed.filter(pl.col("representation") == "hidden_smollm2-135m")
+    assert set(own["layer"]) == {3, 30} and set(own["pooling"]) == {"answer"}
+    assert {"hidden", "sae_pretrained", "sae_finetuned", "text"} < set(crossed["representation"])
+    answers = json.loads((project / "reports/cross_model/truthqa_tf.behaviour.json").read_text())
+    assert answers["model"] == "smollm2-135m" and answers["overall"]["items"] == 40
+    cross = json.loads((project / "reports/cross_model/truthqa_tf.json").read_text())
+    assert cross["task"] == task and {"own_hidden", "hidden", "tfidf"} <= set(
+        cross["best_by_family"]
+    )
+    plot = (project / "reports/plots/cross_model/truthqa_tf.csv").read_text()
+    assert plot.startswith("setting,family,auc,ci_low,ci_high")
+    fitted = fitted.filter(pl.col("regime") != "cross_model")
     moved = fitted.filter(pl.col("regime") == "transfer")
     assert set(moved["train_dataset"]) == {"grammar"}
     # in distribution, moved to grammar_cue, moved to grammar's shifted split
@@ -101,11 +117,13 @@ def test_repro_builds_every_output(tiny_project):
     assert summary["normal"]["mosaic"] and summary["normal"]["pooling"]
     assert (project / "reports/plots/scarcity.csv").read_text().startswith("series,level,roc_auc")
     page = (project / "reports/report.html").read_text()
-    for section in ("data", "sae", "probes", "selfreg", "transfer", "classifiers"):
+    for section in ("data", "sae", "probes", "selfreg", "transfer", "cross_model", "classifiers"):
         assert f'id="{section}"' in page
     assert "has not run" not in page and "grammar-cue: grammar → grammar_cue" in page
     head = json.loads((project / "reports/headline.json").read_text())
-    assert {"probes", "sae", "selfreg", "transfer", "classifier_test_auc"} <= set(head)
+    assert {"probes", "sae", "selfreg", "transfer", "cross_model", "classifier_test_auc"} <= set(
+        head
+    )
 
 
 def test_second_repro_reruns_nothing(tiny_project):
@@ -126,6 +144,7 @@ def test_a_probe_parameter_reruns_only_probe_stages(tiny_project):
             "transfer@grammar-ood",
             "multitoken@spam",
             "multitoken@grammar",
+            "cross_model@truthqa_tf",
             "probe_report",
             "classifier@spam",
             "classifier@grammar",
@@ -159,6 +178,7 @@ def test_a_fitting_parameter_puts_every_fitting_stage_out_of_date(tiny_project):
             "transfer@grammar-ood",
             "multitoken@spam",
             "multitoken@grammar",
+            "cross_model@truthqa_tf",
             "classifier@spam",
             "classifier@grammar",
         }
@@ -225,10 +245,11 @@ def test_changing_one_dataset_reruns_only_its_stages(tiny_project):
     with changed_params(tiny_project, change):
         stages = ran(dvc(tiny_project, "repro"))
         assert {"prepare@spam", "extract@spam"} <= stages
-        # The transfer stages read the SAEs of every layer through the whole data/sae folder
-        # (DVC cannot template a list of layers into one stage's paths), so a spam SAE
-        # reruns them too; no other stage of another data set reruns.
+        # The transfer and cross-model stages read the SAEs of every layer through the whole
+        # data/sae folder (DVC cannot template a list of layers into one stage's paths), so a
+        # spam SAE reruns them too; no other stage of another data set reruns.
         assert not {s for s in stages if "grammar" in s and not s.startswith("transfer@")}
+        assert not {s for s in stages if "truthqa" in s and not s.startswith("cross_model@")}
         assert not {s for s in stages if s.startswith(("train_sae", "extract_corpus"))}
         metrics = json.loads((tiny_project / "reports" / "metrics.json").read_text())
         assert metrics["datasets"]["spam"]["data"]["examples"] == 30

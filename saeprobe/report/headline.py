@@ -83,6 +83,16 @@ def transfer_headline(outputs: RunOutputs) -> dict:
     return {f"{family}_drop": _rounded(float(np.mean(d))) for family, d in sorted(drops.items())}
 
 
+def cross_model_headline(outputs: RunOutputs) -> dict:
+    """Per representation family, its best test ROC-AUC at predicting whether the second
+    model answers right, averaged over the data sets."""
+    best: dict[str, list[float]] = {}
+    for _, summary in outputs.cross_model.values():
+        for family, row in ((summary or {}).get("best_by_family") or {}).items():
+            best.setdefault(family, []).append(row["auc"]["mean"])
+    return {f"{family}_auc": _rounded(float(np.mean(a))) for family, a in sorted(best.items())}
+
+
 def headline(outputs: RunOutputs) -> dict:
     out: dict = {}
     if outputs.probes:
@@ -95,6 +105,9 @@ def headline(outputs: RunOutputs) -> dict:
     transfer = transfer_headline(outputs)
     if transfer:
         out["transfer"] = transfer
+    cross_model = cross_model_headline(outputs)
+    if cross_model:
+        out["cross_model"] = cross_model
     if outputs.classifiers:
         aucs = [c.info.test_auc for c in outputs.classifiers.values()]
         out["classifier_test_auc"] = _rounded(float(np.mean(aucs)))

@@ -13,7 +13,9 @@ from saeprobe.io import read_json
 from saeprobe.stage import (
     PLOTS,
     PROBE_METRICS,
+    behaviour_report,
     classifier_path,
+    cross_model_report,
     multitoken_report,
     sae_report,
     selfreg_plots,
@@ -54,6 +56,8 @@ class RunOutputs:
     cards: dict[Path, pl.DataFrame] = field(default_factory=dict)  # SAE folder -> its cards
     transfer: dict[str, dict | None] = field(default_factory=dict)  # pair -> its summary
     multitoken: dict[str, dict | None] = field(default_factory=dict)  # data set -> summary
+    # data set -> (the second model's answers, the cross-model probes' summary)
+    cross_model: dict[str, tuple[dict | None, dict | None]] = field(default_factory=dict)
 
 
 def _json(path: Path) -> dict | None:
@@ -74,11 +78,16 @@ def collect(
     selfreg_pairs: list[tuple[str, int]],
     transfer_pairs: list[str] = (),
     multitoken_datasets: list[str] = (),
+    cross_model_datasets: list[str] = (),
 ) -> RunOutputs:
     """Everything the configured pipeline writes that the report shows, where it exists."""
     out = RunOutputs(probes=_json(PROBE_METRICS))
     out.transfer = {pair: _json(transfer_report(pair)) for pair in transfer_pairs}
     out.multitoken = {name: _json(multitoken_report(name)) for name in multitoken_datasets}
+    out.cross_model = {
+        name: (_json(behaviour_report(name)), _json(cross_model_report(name)))
+        for name in cross_model_datasets
+    }
     for layer in layers:
         for name in ["pretrained", *datasets]:
             report = _json(sae_report(layer, name))

@@ -552,6 +552,44 @@ def transfer_result(page: Page, pair: str, summary: dict) -> None:
     )
 
 
+def cross_model_section(page: Page, outputs: RunOutputs) -> None:
+    page.section(
+        "cross_model",
+        "Cross-model: predicting a second model's answers",
+        "A second model answers each true/false item; probes on this model's representations "
+        "predict whether it answers right, beside a probe on the second model's own hidden "
+        "states (family own_hidden). Brackets are 95% intervals over seeds.",
+    )
+    if not outputs.cross_model:
+        page.missing("No cross-model data set is configured (cross_model.datasets).")
+        return
+    for name, (answers, summary) in sorted(outputs.cross_model.items()):
+        page.subsection(name)
+        if answers is None or summary is None:
+            page.missing("The behaviour and cross_model stages have not run for this data set.")
+            continue
+        overall = answers["overall"]
+        page.text(
+            f"{answers['model']} answers {overall['correct']} of {overall['items']} items right "
+            f"({overall['accuracy']:.1%}); its answers: {answers['answers']}. "
+            f"{summary['n_train']} training items per seed, {summary['n_test']} test items."
+        )
+        page.table(
+            ["family", "layer", "representation", "pooling", "probe", "test ROC-AUC"],
+            [
+                [
+                    family,
+                    r["layer"] if r["layer"] >= 0 else "text",
+                    r["representation"],
+                    r["pooling"],
+                    r["method"],
+                    _with_interval(r["auc"]),
+                ]
+                for family, r in sorted(summary["best_by_family"].items())
+            ],
+        )
+
+
 def classifier_section(page: Page, outputs: RunOutputs, spans: int = 2, top: int = 8) -> None:
     page.section(
         "classifiers",
@@ -608,6 +646,7 @@ def render_report(outputs: RunOutputs, scripts: str) -> str:
     multitoken_table(page, outputs.multitoken)
     selfreg_section(page, outputs)
     transfer_section(page, outputs)
+    cross_model_section(page, outputs)
     classifier_section(page, outputs)
     return page.render("saeprobe report", scripts)
 

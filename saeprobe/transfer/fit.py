@@ -76,11 +76,23 @@ def stack(a, b):
 
 
 @dataclass
-class TransferJob:
+class Evaluation:
+    """A named test set: the representation's rows for it and their labels."""
+
+    name: str
+    X: np.ndarray | sp.csr_matrix
+    y: np.ndarray
+
+
+@dataclass
+class FitJob:
+    """One representation's methods, fit once on a training sample, scored on each test set."""
+
     seed: int
-    paired: PairedRepresentation
+    rep: Representation
     methods: list[str]
     train: np.ndarray
+    evaluations: list[Evaluation]
 
 
 def run_transfer(
@@ -98,72 +110,101 @@ def run_transfer(
     split = source["split"].to_numpy()
     if pair.train_domain is not None:
         split = np.where(source["domain"].to_numpy() == pair.train_domain, split, "other")
+
+    def evaluations(paired: PairedRepresentation, test: np.ndarray) -> list[Evaluation]:
+        return [
+            Evaluation(source_name(pair), paired.rep.X[test], y[test]),
+            Evaluation(target_name(pair), paired.target[target.rows], target.labels),
+        ]
+
+    what = f"transfer {pair.train} -> {pair.test}: data set '{pair.train}'" + (
+        f" (domain '{pair.train_domain}')" if pair.train_domain else ""
+    )
+    return fit_and_score(
+        pair.train, y, split, reps, evaluations, cfg, probe_cfg, base_seed, REGIME, what
+    )
+
+
+def fit_and_score(
+    train_dataset: str,
+    y: np.ndarray,
+    split: np.ndarray,
+    reps: list,
+    evaluations,
+    cfg: TransferConfig,
+    probe_cfg: ProbeConfig,
+    base_seed: int,
+    regime: str,
+    what: str,
+) -> pl.DataFrame:
+    """Per seed a class-balanced sample of up to cfg.max_train rows of the `train` split;
+    each representation's methods (transfer.methods) fit on it once and are scored on
+    `evaluations(rep, test_rows)`. `reps` holds PairedRepresentation or Representation."""
     train_pool, test = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
     if len(train_pool) == 0 or len(test) == 0:
-        raise ConfigError(
-            f"transfer {pair.train} -> {pair.test}: data set '{pair.train}' has no training or "
-            "no test rows" + (f" of domain '{pair.train_domain}'" if pair.train_domain else "")
-        )
+        raise ConfigError(f"{what} has no training or no test rows")
     n_classes = int(y.max()) + 1
     jobs = []
     for s in range(cfg.seeds):
         seed = base_seed + s
         rng = np.random.default_rng(seed)
         train = balanced(train_pool, y, min(cfg.max_train, len(train_pool)), rng)
-        for paired in reps:
-            methods = methods_for(paired.rep, cfg)
+        for item in reps:
+            rep = item.rep if isinstance(item, PairedRepresentation) else item
+            methods = methods_for(rep, cfg)
             if methods:
-                jobs.append(TransferJob(seed, paired, methods, train))
-    tasks = [delayed(_fit_job)(job, pair, y, test, target, n_classes, probe_cfg) for job in jobs]
+                jobs.append(FitJob(seed, rep, methods, train, evaluations(item, test)))
+    tasks = [delayed(_fit_job)(job, train_dataset, y, n_classes, probe_cfg, regime) for job in jobs]
     return results_frame([row for rows in run_parallel(tasks, probe_cfg) for row in rows])
 
 
 def _fit_job(
-    job: TransferJob,
-    pair: TransferPairConfig,
+    job: FitJob,
+    train_dataset: str,
     y: np.ndarray,
-    test: np.ndarray,
-    target: TransferTarget,
     n_classes: int,
     probe_cfg: ProbeConfig,
+    regime: str,
 ) -> list[dict]:
-    rep = job.paired.rep
+    rep = job.rep
     ctx = FitContext(cfg=probe_cfg, seed=job.seed, n_classes=n_classes)
-    X_eval = stack(rep.X[test], job.paired.target[target.rows])
+    X_eval = stack_all([e.X for e in job.evaluations])
+    bounds = np.cumsum([0] + [len(e.y) for e in job.evaluations])
     rows = []
     for method in job.methods:
         base = {
-            "train_dataset": pair.train,
+            "train_dataset": train_dataset,
             "layer": rep.layer,
             "representation": rep.name,
             "pooling": rep.pooling,
             "pooling_comparison": rep.comparison,
             "sae_task_docs": rep.task_docs,
             "method": method,
-            "regime": REGIME,
+            "regime": regime,
             "level": None,
             "seed": job.seed,
             "n_train": len(job.train),
         }
-        tests = {source_name(pair): len(test), target_name(pair): len(target.rows)}
         try:
             fit = fit_transfer_method(method, rep.X[job.train], y[job.train], X_eval, ctx)
         except Infeasible as exc:  # e.g. k above the SAE's width: recorded, as the sweep does
             rows += [
-                base | {"test_dataset": name, "n_test": n, "status": "skipped", "message": str(exc)}
-                for name, n in tests.items()
+                base
+                | {"test_dataset": e.name, "n_test": len(e.y)}
+                | {"status": "skipped", "message": str(exc)}
+                for e in job.evaluations
             ]
             continue
         base |= fit_summary(fit.params, fit.val_auc)
-        in_dist, moved = fit.proba[: len(test)], fit.proba[len(test) :]
-        rows.append(
-            base
-            | {"test_dataset": source_name(pair), "n_test": len(test)}
-            | scores(y[test], in_dist)
-        )
-        rows.append(
-            base
-            | {"test_dataset": target_name(pair), "n_test": len(target.rows)}
-            | scores(target.labels, moved)
-        )
+        for e, lo, hi in zip(job.evaluations, bounds[:-1], bounds[1:], strict=True):
+            rows.append(
+                base | {"test_dataset": e.name, "n_test": len(e.y)} | scores(e.y, fit.proba[lo:hi])
+            )
     return rows
+
+
+def stack_all(parts: list):
+    out = parts[0]
+    for part in parts[1:]:
+        out = stack(out, part)
+    return out

@@ -42,6 +42,48 @@ def sae_codes(
     return {pooling: matrix[rows] for pooling, matrix in codes.items()}
 
 
+def load_representations(
+    table: pl.DataFrame,
+    *,
+    pooled: Path,
+    tokens: Path,
+    sae_folder: Callable[[int, str], Path],
+    layers: list[int],
+    cfg: TransferConfig,
+    probe: ProbeConfig,
+) -> list[Representation]:
+    """One data set's probe inputs, row-aligned with `table`: its text; per layer the pooled
+    hidden states, and per SAE variant (`sae_folder(layer, variant)`) the codes at
+    probe.sae_pooling and MOSAIC's binarized top-n counts."""
+    reps = [Representation(-1, "text", text_of(table))]
+    for layer in layers:
+        pooling = probe.hidden_pooling
+        reps.append(
+            Representation(layer, "hidden", pooled_rows(pooled, layer, pooling, table), pooling)
+        )
+        for variant in cfg.saes:
+            folder = sae_folder(layer, variant)
+            codes = sae_codes(folder, tokens, layer, probe, table)
+            name, task_docs = f"sae_{variant}", sae_task_docs(folder)
+            main = probe.sae_pooling
+            reps.append(Representation(layer, name, codes[main], main, task_docs=task_docs))
+            for n in probe.mosaic_top_n:
+                for threshold in probe.mosaic_thresholds:
+                    binarized = sp.csr_matrix((codes[f"top{n}"] > threshold).astype(np.float32))
+                    reps.append(
+                        Representation(
+                            layer,
+                            name,
+                            binarized,
+                            f"top{n}>{threshold:g}",
+                            comparison=True,
+                            mosaic=True,
+                            task_docs=task_docs,
+                        )
+                    )
+    return reps
+
+
 def load_paired_representations(
     source: pl.DataFrame,
     target: pl.DataFrame,
@@ -54,42 +96,9 @@ def load_paired_representations(
     probe: ProbeConfig,
 ) -> list[PairedRepresentation]:
     """`pooled` and `tokens` name the source's file first; `sae_folder(layer, variant)`
-    the saved SAE of a variant (pretrained, or fine-tuned on the source)."""
-    reps = [PairedRepresentation(Representation(-1, "text", text_of(source)), text_of(target))]
-    for layer in layers:
-        pooling = probe.hidden_pooling
-        X_source = pooled_rows(pooled[0], layer, pooling, source)
-        X_target = pooled_rows(pooled[1], layer, pooling, target)
-        reps.append(
-            PairedRepresentation(Representation(layer, "hidden", X_source, pooling), X_target)
-        )
-        for variant in cfg.saes:
-            folder = sae_folder(layer, variant)
-            codes = [
-                sae_codes(folder, path, layer, probe, table)
-                for path, table in ((tokens[0], source), (tokens[1], target))
-            ]
-            name, task_docs = f"sae_{variant}", sae_task_docs(folder)
-            main = probe.sae_pooling
-            reps.append(
-                PairedRepresentation(
-                    Representation(layer, name, codes[0][main], main, task_docs=task_docs),
-                    codes[1][main],
-                )
-            )
-            for n in probe.mosaic_top_n:
-                for threshold in probe.mosaic_thresholds:
-                    binarized = [
-                        sp.csr_matrix((c[f"top{n}"] > threshold).astype(np.float32)) for c in codes
-                    ]
-                    rep = Representation(
-                        layer,
-                        name,
-                        binarized[0],
-                        f"top{n}>{threshold:g}",
-                        comparison=True,
-                        mosaic=True,
-                        task_docs=task_docs,
-                    )
-                    reps.append(PairedRepresentation(rep, binarized[1]))
-    return reps
+    the saved SAE of a variant (pretrained, or fine-tuned on the source), which encodes
+    both data sets."""
+    common = {"sae_folder": sae_folder, "layers": layers, "cfg": cfg, "probe": probe}
+    sources = load_representations(source, pooled=pooled[0], tokens=tokens[0], **common)
+    targets = load_representations(target, pooled=pooled[1], tokens=tokens[1], **common)
+    return [PairedRepresentation(s, t.X) for s, t in zip(sources, targets, strict=True)]

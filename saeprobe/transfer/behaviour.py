@@ -1,0 +1,163 @@
+"""Cross-model labels (MOSAIC's cross-model setting): a second model answers each item of a
+true/false data set, and each item is labelled by whether that answer is right.
+
+The answer is read off the next-token logits after the chat template's generation prompt:
+the model says whichever answer word (its first token) it scores highest. That is greedy
+decoding restricted to the allowed answers, one forward pass per item, no sampling. The
+second model's hidden states at that same position are kept for the probe on its own
+representation, the reference the main model's probes are compared with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import torch
+from tqdm import tqdm
+
+from saeprobe.config import CrossModelConfig
+from saeprobe.errors import ConfigError
+from saeprobe.models import LoadedModel, check_layers
+from saeprobe.transfer.behaviour_io import CORRECT, WRONG
+
+
+@dataclass(frozen=True)
+class AnswerTokens:
+    """The answer words the model may give and the first token of each."""
+
+    words: list[str]
+    token_ids: list[int]
+
+
+def answer_tokens(tokenizer, answers: dict[str, str]) -> AnswerTokens:
+    words = sorted(set(answers.values()))
+    ids = []
+    for word in words:
+        encoded = tokenizer.encode(word, add_special_tokens=False)
+        if not encoded:
+            raise ConfigError(f"params: 'cross_model.answers' has '{word}', which is no token")
+        ids.append(encoded[0])
+    if len(set(ids)) < len(ids):
+        raise ConfigError(
+            f"params: 'cross_model.answers' words {words} start with the same token, so the "
+            "model's choice between them cannot be read from one next-token score"
+        )
+    return AnswerTokens(words, ids)
+
+
+def expected_answers(labels: list[str], answers: dict[str, str], dataset: str) -> list[str]:
+    missing = sorted(set(labels) - set(answers))
+    if missing:
+        raise ConfigError(
+            f"params: 'cross_model.answers' has no answer for the labels {missing} of data set "
+            f"'{dataset}'; map each label name to the word a correct answer starts with"
+        )
+    return [answers[label] for label in labels]
+
+
+def prompt_ids(model: LoadedModel, text: str, cfg: CrossModelConfig) -> list[int]:
+    """The chat-template tokens of one item, up to the assistant's first answer token."""
+    tokenizer = model.tokenizer
+    item = tokenizer.encode(text, add_special_tokens=False)[-cfg.max_length :]
+    content = cfg.prompt.replace("{text}", tokenizer.decode(item))
+    messages = [{"role": "user", "content": content}]
+    if tokenizer.chat_template is None:
+        return tokenizer.encode(content)
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    # The template writes its own special tokens; encode adds none of its own.
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+@dataclass
+class Answers:
+    answer: list[str]  # the word the model chose
+    margin: np.ndarray  # its score minus the best other answer's score (logits)
+    hidden: dict[int, np.ndarray]  # layer -> (items, width) at the answer position
+
+
+@torch.no_grad()
+def answer_items(
+    model: LoadedModel, texts: list[str], cfg: CrossModelConfig, progress: bool = True
+) -> Answers:
+    check_layers(cfg.layers, model.n_layers)
+    choices = answer_tokens(model.tokenizer, cfg.answers)
+    prompts = [prompt_ids(model, text, cfg) for text in texts]
+    pad = model.tokenizer.pad_token_id
+    chosen, margins = [], []
+    hidden: dict[int, list[np.ndarray]] = {layer: [] for layer in cfg.layers}
+    for start in tqdm(range(0, len(prompts), cfg.batch_size), disable=not progress):
+        batch = prompts[start : start + cfg.batch_size]
+        lengths = torch.tensor([len(p) for p in batch])
+        width = int(lengths.max())
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        for row, p in enumerate(batch):  # right padding: the last real token is the answer slot
+            ids[row, : len(p)] = torch.tensor(p)
+        mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
+        out = model.model(
+            input_ids=ids.to(model.device),
+            attention_mask=mask.to(model.device),
+            output_hidden_states=True,
+        )
+        last = (lengths - 1).to(model.device)
+        rows = torch.arange(len(batch), device=model.device)
+        scores = out.logits[rows, last][:, choices.token_ids].float().cpu()
+        best = scores.argmax(1)
+        top2 = scores.topk(2, dim=1).values
+        chosen += [choices.words[i] for i in best.tolist()]
+        margins.append((top2[:, 0] - top2[:, 1]).numpy())
+        for layer in cfg.layers:
+            hidden[layer].append(out.hidden_states[layer][rows, last].float().cpu().numpy())
+    return Answers(
+        answer=chosen,
+        margin=np.concatenate(margins) if margins else np.zeros(0, np.float32),
+        hidden={
+            layer: np.concatenate(parts) if parts else np.zeros((0, model.d_model), np.float32)
+            for layer, parts in hidden.items()
+        },
+    )
+
+
+def behaviour_table(
+    prepared: pl.DataFrame, answers: Answers, cfg: CrossModelConfig, dataset: str
+) -> pl.DataFrame:
+    """One row per item of `prepared`: the model's answer, whether it is right (`label`:
+    correct or wrong), the score margin, and the hidden states (`hidden_<layer>`)."""
+    expected = expected_answers(prepared["label_name"].to_list(), cfg.answers, dataset)
+    right = [a == e for a, e in zip(answers.answer, expected, strict=True)]
+    columns = {
+        "id": prepared["id"],
+        "split": prepared["split"],
+        "expected": expected,
+        "answer": answers.answer,
+        "label": [CORRECT if r else WRONG for r in right],
+        "margin": answers.margin.astype(np.float32),
+    }
+    for layer, X in answers.hidden.items():
+        columns[f"hidden_{layer}"] = pl.Series(X.astype(np.float32)).cast(
+            pl.Array(pl.Float32, X.shape[1])
+        )
+    return pl.DataFrame(columns)
+
+
+def behaviour_summary(table: pl.DataFrame, model_name: str) -> dict:
+    """How often the second model is right, overall, per split and per expected answer."""
+
+    def share(frame: pl.DataFrame) -> dict:
+        n = len(frame)
+        n_right = int((frame["label"] == CORRECT).sum())
+        return {"items": n, "correct": n_right, "accuracy": n_right / n if n else None}
+
+    return {
+        "model": model_name,
+        "overall": share(table),
+        "by_split": {s: share(table.filter(pl.col("split") == s)) for s in ("train", "test")},
+        "by_expected_answer": {
+            word: share(table.filter(pl.col("expected") == word))
+            for word in sorted(table["expected"].unique().to_list())
+        },
+        "answers": {
+            word: int((table["answer"] == word).sum())
+            for word in sorted(table["answer"].unique().to_list())
+        },
+    }
