@@ -85,9 +85,11 @@ def copy_project(target: Path) -> Path:
         "data/unintended",
         "data/transfer",
         "data/multitoken",
+        "data/cross_model",
         "reports/selfreg",
         "reports/transfer",
         "reports/multitoken",
+        "reports/cross_model",
     ):
         shutil.copytree(ROOT / name, target / name, ignore=_outputs_only(ROOT / name))
     shutil.copy(TINY_PARAMS, target / "params.yaml")
