@@ -196,7 +196,7 @@ def test_each_representation_gets_the_methods_that_read_it():
     assert methods_for(sae, cfg) == ["sae_top4", "sae_top8", "sae_top4_bin", "sae_top8_bin"]
     assert methods_for(mosaic, cfg) == ["mosaic_linear", "mosaic_lr_c1"]
     assert methods_for(text, cfg) == ["tfidf"]
-    assert methods_for(hidden, cfg) == ["logreg_l2"]
+    assert methods_for(hidden, cfg) == ["logreg_l2", "pca", "knn", "xgboost", "mlp"]
 
 
 def test_an_interval_over_seeds_is_student_t():

@@ -76,11 +76,11 @@ def run_cross_model(
         prepared["split"].to_numpy(),
         reps,
         evaluations,
-        cfg,
-        probe_cfg,
-        base_seed,
-        REGIME,
-        f"cross-model data set '{dataset}'",
+        cfg=cfg,
+        probe_cfg=probe_cfg,
+        base_seed=base_seed,
+        regime=REGIME,
+        what=f"cross-model data set '{dataset}'",
     )
 
 

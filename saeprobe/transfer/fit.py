@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -121,7 +123,16 @@ def run_transfer(
         f" (domain '{pair.train_domain}')" if pair.train_domain else ""
     )
     return fit_and_score(
-        pair.train, y, split, reps, evaluations, cfg, probe_cfg, base_seed, REGIME, what
+        pair.train,
+        y,
+        split,
+        reps,
+        evaluations,
+        cfg=cfg,
+        probe_cfg=probe_cfg,
+        base_seed=base_seed,
+        regime=REGIME,
+        what=what,
     )
 
 
@@ -129,8 +140,9 @@ def fit_and_score(
     train_dataset: str,
     y: np.ndarray,
     split: np.ndarray,
-    reps: list,
-    evaluations,
+    reps: list[PairedRepresentation] | list[Representation],
+    evaluations: Callable[[Any, np.ndarray], list[Evaluation]],
+    *,
     cfg: TransferConfig,
     probe_cfg: ProbeConfig,
     base_seed: int,
