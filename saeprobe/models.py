@@ -203,10 +203,10 @@ def decoder_layers(model: nn.Module, n_layers: int) -> nn.ModuleList:
     raise ConfigError(f"could not find the {n_layers} transformer blocks of {type(model).__name__}")
 
 
-def check_layers(layers: list[int], n_layers: int) -> None:
+def check_layers(layers: list[int], n_layers: int, param: str = "extract.layers") -> None:
     bad = [layer for layer in layers if not 0 <= layer <= n_layers]
     if bad:
         raise ConfigError(
-            f"params: 'extract.layers' has {bad}; this model has hidden states 0..{n_layers} "
+            f"params: '{param}' has {bad}; this model has hidden states 0..{n_layers} "
             f"(0 is the embedding, {n_layers} the last block's output)"
         )

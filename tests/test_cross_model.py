@@ -111,12 +111,18 @@ def test_each_item_is_labelled_by_whether_the_answer_matches_its_label():
     )
     cfg = config()
     texts = ["it is sure", "not at all", "sure", "maybe"]
-    table = behaviour_table(prepared, answer_items(model, texts, cfg, progress=False), cfg, "x")
+    expected = expected_answers(prepared["label_name"].to_list(), cfg.answers, "x")
+    table = behaviour_table(prepared, expected, answer_items(model, texts, cfg, progress=False))
     assert table["label"].to_list() == ["correct", "wrong", "wrong", "correct"]
     summary = behaviour_summary(table, "last-word")
     assert summary["overall"] == {"items": 4, "correct": 2, "accuracy": 0.5}
     assert summary["answers"] == {"False": 2, "True": 2}
     assert hidden_matrix(table, 1).shape == (4, 3)
+
+
+def test_a_layer_the_second_model_lacks_names_the_parameter():
+    with pytest.raises(ConfigError, match=r"'cross_model.layers' has \[7\]; this model has"):
+        answer_items(word_model(), ["sure"], config(layers=[7]), progress=False)
 
 
 def test_a_long_item_keeps_its_last_tokens_where_the_answer_is():

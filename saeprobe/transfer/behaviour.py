@@ -80,7 +80,7 @@ class Answers:
 def answer_items(
     model: LoadedModel, texts: list[str], cfg: CrossModelConfig, progress: bool = True
 ) -> Answers:
-    check_layers(cfg.layers, model.n_layers)
+    check_layers(cfg.layers, model.n_layers, "cross_model.layers")
     choices = answer_tokens(model.tokenizer, cfg.answers)
     prompts = [prompt_ids(model, text, cfg) for text in texts]
     pad = model.tokenizer.pad_token_id
@@ -118,12 +118,10 @@ def answer_items(
     )
 
 
-def behaviour_table(
-    prepared: pl.DataFrame, answers: Answers, cfg: CrossModelConfig, dataset: str
-) -> pl.DataFrame:
-    """One row per item of `prepared`: the model's answer, whether it is right (`label`:
-    correct or wrong), the score margin, and the hidden states (`hidden_<layer>`)."""
-    expected = expected_answers(prepared["label_name"].to_list(), cfg.answers, dataset)
+def behaviour_table(prepared: pl.DataFrame, expected: list[str], answers: Answers) -> pl.DataFrame:
+    """One row per item of `prepared`: the right answer (`expected_answers`), the model's,
+    whether they agree (`label`: correct or wrong), the score margin, and the hidden states
+    (`hidden_<layer>`)."""
     right = [a == e for a, e in zip(answers.answer, expected, strict=True)]
     columns = {
         "id": prepared["id"],
