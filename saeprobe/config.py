@@ -113,7 +113,7 @@ def optional(default: Any = None, factory: Any = None) -> Any:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "gemma3-270m"  # an alias (gemma3-270m, minilm), a local folder or a hub id
+    name: str = "gemma3-270m"  # an alias (gemma3-270m, smollm2-135m, minilm), a folder, a hub id
     dtype: str = "bfloat16"  # weights and activations in the forward pass
     device: str = "auto"  # auto: cuda when present, else cpu
     cache_dir: str = "~/.cache/saeprobe"  # the dequantized Gemma copy ($SAEPROBE_CACHE wins)
@@ -534,7 +534,10 @@ class CrossModelConfig:
     """MOSAIC's cross-model setting: a second model answers each item of true/false data
     sets; probes on the main model's representations predict whether it answers right."""
 
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="smollm2-135m"))
+    # float32: the answer is an argmax between two logits, which bfloat16 would often tie
+    model: ModelConfig = field(
+        default_factory=lambda: ModelConfig(name="smollm2-135m", dtype="float32")
+    )
     datasets: list[str] = field(default_factory=lambda: ["sciq_tf", "truthqa_tf"])
     # The user turn of the second model's chat template; {text} is the item.
     prompt: str = "{text}\n\nIs the answer A correct? Answer True or False."
@@ -1184,16 +1187,7 @@ def check_selfreg(params: dict[str, Any], datasets: list[str], layers: list[int]
 
 def transfer_config(params: dict[str, Any]) -> TransferConfig:
     cfg = parse(TransferConfig, section(params, "transfer"), "transfer")
-    valid = HIDDEN_METHODS + TEXT_METHODS + SAE_METHODS + MOSAIC_METHODS + TRANSFER_EXTRA_METHODS
-    check_names(cfg.methods, valid, "transfer.methods")
-    check_names(cfg.saes, ("pretrained", "finetuned"), "transfer.saes")
-    check_k(cfg.sae_k, "transfer.sae_k")
-    if cfg.seeds < 2:
-        raise ConfigError(
-            f"params: 'transfer.seeds' is {cfg.seeds}; an interval over seeds needs at least 2"
-        )
-    if cfg.max_train < 4:
-        raise ConfigError(f"params: 'transfer.max_train' is {cfg.max_train}; expected >= 4")
+    check_transfer_fitting(cfg)
     for name, pair in cfg.pairs.items():
         check_names([pair.test_split], TRANSFER_SPLITS, f"transfer.pairs.{name}.test_split")
         two_domains = pair.train_domain is not None and pair.test_domain is not None
@@ -1205,6 +1199,38 @@ def transfer_config(params: dict[str, Any]) -> TransferConfig:
                 "domains (train_domain and test_domain)"
             )
     return cfg
+
+
+# The transfer keys that say how probes are fit, not on which pairs: the cross-model stages
+# read these alone, so that a new transfer pair does not rerun them.
+TRANSFER_FITTING_KEYS = ("seeds", "max_train", "saes", "sae_k", "methods")
+
+
+def transfer_fitting_config(params: dict[str, Any]) -> TransferConfig:
+    """transfer's fitting keys (TRANSFER_FITTING_KEYS), with no pairs."""
+    raw = section(params, "transfer")
+    if not isinstance(raw, dict):
+        raise ConfigError("params: 'transfer' must be a mapping")
+    missing = [key for key in TRANSFER_FITTING_KEYS if key not in raw]
+    if missing:
+        raise ConfigError(f"params: 'transfer' lacks {missing}")
+    fitting = {key: raw[key] for key in TRANSFER_FITTING_KEYS}
+    cfg = parse(TransferConfig, {**fitting, "pairs": {}}, "transfer")
+    check_transfer_fitting(cfg)
+    return cfg
+
+
+def check_transfer_fitting(cfg: TransferConfig) -> None:
+    valid = HIDDEN_METHODS + TEXT_METHODS + SAE_METHODS + MOSAIC_METHODS + TRANSFER_EXTRA_METHODS
+    check_names(cfg.methods, valid, "transfer.methods")
+    check_names(cfg.saes, ("pretrained", "finetuned"), "transfer.saes")
+    check_k(cfg.sae_k, "transfer.sae_k")
+    if cfg.seeds < 2:
+        raise ConfigError(
+            f"params: 'transfer.seeds' is {cfg.seeds}; an interval over seeds needs at least 2"
+        )
+    if cfg.max_train < 4:
+        raise ConfigError(f"params: 'transfer.max_train' is {cfg.max_train}; expected >= 4")
 
 
 def check_transfer(params: dict[str, Any], datasets: list[str]) -> None:
@@ -1221,7 +1247,12 @@ def check_transfer(params: dict[str, Any], datasets: list[str]) -> None:
 
 
 def cross_model_config(params: dict[str, Any]) -> CrossModelConfig:
-    cfg = parse(CrossModelConfig, section(params, "cross_model"), "cross_model")
+    return checked_cross_model(
+        parse(CrossModelConfig, section(params, "cross_model"), "cross_model")
+    )
+
+
+def checked_cross_model(cfg: CrossModelConfig) -> CrossModelConfig:
     if "{text}" not in cfg.prompt:
         raise ConfigError("params: 'cross_model.prompt' must contain {text}, where the item goes")
     if len(set(cfg.answers.values())) < 2:
@@ -1234,6 +1265,40 @@ def cross_model_config(params: dict[str, Any]) -> CrossModelConfig:
     if cfg.max_length < 8 or cfg.batch_size < 1:
         raise ConfigError("params: 'cross_model' needs max_length >= 8 and batch_size >= 1")
     return cfg
+
+
+# What behaviour@ reads of cross_model: everything but the list of data sets, so that a new
+# data set does not rerun the second model on the others.
+BEHAVIOUR_KEYS = ("model", "prompt", "answers", "layers", "max_length", "batch_size")
+
+
+def behaviour_config(params: dict[str, Any]) -> CrossModelConfig:
+    """cross_model without its data sets (BEHAVIOUR_KEYS), checked as cross_model_config
+    checks it."""
+    raw = section(params, "cross_model")
+    if not isinstance(raw, dict):
+        raise ConfigError("params: 'cross_model' must be a mapping")
+    missing = [key for key in BEHAVIOUR_KEYS if key not in raw]
+    if missing:
+        raise ConfigError(f"params: 'cross_model' lacks {missing}")
+    return checked_cross_model(
+        parse(
+            CrossModelConfig, {**{k: raw[k] for k in BEHAVIOUR_KEYS}, "datasets": []}, "cross_model"
+        )
+    )
+
+
+def second_model(params: dict[str, Any]) -> tuple[str, list[int]]:
+    """What cross_model@ reads of cross_model: the second model's name (it names the task in
+    the results table) and the layers of its own hidden states."""
+    raw = section(params, "cross_model")
+    if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict):
+        raise ConfigError("params: 'cross_model.model' must be a mapping")
+    if "name" not in raw["model"] or "layers" not in raw:
+        raise ConfigError("params: 'cross_model' needs model.name and layers")
+    name = _coerce(raw["model"]["name"], str, "cross_model.model.name")
+    layers = _coerce(raw["layers"], list[int], "cross_model.layers")
+    return name, layers
 
 
 def check_cross_model(params: dict[str, Any], datasets: list[str]) -> None:

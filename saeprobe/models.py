@@ -43,20 +43,20 @@ class LoadedModel:
         return self.tokenizer.cls_token is not None
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, where: str = "model") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"params: 'model.device' is '{name}' but no CUDA device is available")
+        raise ConfigError(f"params: '{where}.device' is '{name}' but no CUDA device is available")
     try:
         return torch.device(name)
     except RuntimeError as exc:
-        raise ConfigError(f"params: 'model.device' '{name}' is not a torch device") from exc
+        raise ConfigError(f"params: '{where}.device' '{name}' is not a torch device") from exc
 
 
-def resolve_dtype(name: str) -> torch.dtype:
+def resolve_dtype(name: str, where: str = "model") -> torch.dtype:
     if name not in DTYPES:
-        raise ConfigError(f"params: 'model.dtype' is '{name}'; expected one of {list(DTYPES)}")
+        raise ConfigError(f"params: '{where}.dtype' is '{name}'; expected one of {list(DTYPES)}")
     return DTYPES[name]
 
 
@@ -64,7 +64,7 @@ def cache_root(cfg: ModelConfig) -> Path:
     return Path(os.path.expanduser(os.environ.get("SAEPROBE_CACHE", cfg.cache_dir)))
 
 
-def resolve_model_path(cfg: ModelConfig) -> Path | str:
+def resolve_model_path(cfg: ModelConfig, where: str = "model") -> Path | str:
     """Where to load from: a cached or packaged folder, a local path, or a hub id."""
     name = cfg.name
     if name.lower() in GEMMA_ALIASES:
@@ -79,13 +79,13 @@ def resolve_model_path(cfg: ModelConfig) -> Path | str:
     if path.is_dir():
         if not (path / "config.json").exists():
             raise ConfigError(
-                f"params: 'model.name' {name} is a folder but holds no model (no config.json); "
+                f"params: '{where}.name' {name} is a folder but holds no model (no config.json); "
                 "expected a folder written by save_pretrained"
             )
         return path
     if path.exists() or looks_local(name):
-        raise ConfigError(f"params: 'model.name' {name} is not a model folder; it does not exist")
-    return hub_model(name, cfg)
+        raise ConfigError(f"params: '{where}.name' {name} is not a model folder; it does not exist")
+    return hub_model(name, where)
 
 
 def looks_local(name: str) -> bool:
@@ -95,7 +95,7 @@ def looks_local(name: str) -> bool:
     return "/" in name and Path(name.split("/")[0]).is_dir()
 
 
-def hub_model(name: str, cfg: ModelConfig) -> str:
+def hub_model(name: str, where: str = "model") -> str:
     """A hub id: from the local cache, or downloaded when the hub can be reached. Offline,
     fail at once with where to put it, instead of the hub client's minute of retries."""
     from huggingface_hub import constants, try_to_load_from_cache
@@ -104,10 +104,10 @@ def hub_model(name: str, cfg: ModelConfig) -> str:
         return name
     if os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
         raise ConfigError(
-            f"params: 'model.name' '{name}' is neither an alias {ALIASES} "
+            f"params: '{where}.name' '{name}' is neither an alias {ALIASES} "
             f"nor a local folder, and as a hub id it is not in the cache "
             f"({constants.HF_HUB_CACHE}) and the hub cannot be reached: download it there, or "
-            "point model.name at a folder"
+            f"point {where}.name at a folder"
         )
     return name
 
@@ -161,10 +161,13 @@ def is_causal_lm(cfg: ModelConfig) -> bool:
     return AutoTokenizer.from_pretrained(resolve_model_path(cfg)).cls_token is None
 
 
-def load_model(cfg: ModelConfig, model_class: type = AutoModel) -> LoadedModel:
-    dtype = resolve_dtype(cfg.dtype)
-    device = resolve_device(cfg.device)
-    path = resolve_model_path(cfg)
+def load_model(
+    cfg: ModelConfig, model_class: type = AutoModel, where: str = "model"
+) -> LoadedModel:
+    """`where` names the params section that configures the model, for error messages."""
+    dtype = resolve_dtype(cfg.dtype, where)
+    device = resolve_device(cfg.device, where)
+    path = resolve_model_path(cfg, where)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = model_class.from_pretrained(path, dtype=dtype)
@@ -172,7 +175,7 @@ def load_model(cfg: ModelConfig, model_class: type = AutoModel) -> LoadedModel:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         reason = "the machine is offline" if offline else "it could not be fetched"
         raise ConfigError(
-            f"params: 'model.name' '{cfg.name}' is neither a known alias "
+            f"params: '{where}.name' '{cfg.name}' is neither a known alias "
             f"{ALIASES}, nor a local path, and as a hub id {reason}: {exc}"
         ) from exc
     model.to(device).eval()

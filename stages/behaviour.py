@@ -18,10 +18,10 @@ from saeprobe.transfer.behaviour import (
 
 def main(name: str) -> None:
     params = config.load_params()
-    cfg = config.cross_model_config(params)
+    cfg = config.behaviour_config(params)
     prepared = read_prepared(prepared_path(name))
     expected = expected_answers(prepared["label_name"].to_list(), cfg.answers, name)
-    model = load_model(cfg.model, AutoModelForCausalLM)
+    model = load_model(cfg.model, AutoModelForCausalLM, "cross_model.model")
     answers = answer_items(model, prepared["text"].to_list(), cfg)
     table = behaviour_table(prepared, expected, answers)
     with atomic_path(behaviour_path(name)) as tmp:

@@ -31,12 +31,13 @@ from saeprobe.transfer.inputs import load_representations
 
 def main(name: str) -> None:
     params = config.load_params()
-    cross = config.cross_model_config(params)
-    cfg = config.transfer_config(params)
+    model, own_layers = config.second_model(params)
+    cfg = config.transfer_fitting_config(params)
     probe = config.probe_config(params)
     prepared = read_prepared(prepared_path(name))
+    where = str(behaviour_path(name))
     behaviour = read_behaviour(behaviour_path(name))
-    y = behaviour_labels(prepared, behaviour, str(behaviour_path(name)))
+    y = behaviour_labels(prepared, behaviour, where)
     reps = load_representations(
         prepared,
         pooled=pooled_path(name),
@@ -46,16 +47,16 @@ def main(name: str) -> None:
         cfg=cfg,
         probe=probe,
     )
-    reps += own_representations(behaviour, cross)
-    results = run_cross_model(name, prepared, y, reps, cross, cfg, probe, config.seed(params))
+    reps += own_representations(behaviour, model, own_layers, where)
+    results = run_cross_model(name, prepared, y, reps, model, cfg, probe, config.seed(params))
     with atomic_path(cross_model_path(name)) as tmp:
         results.write_parquet(tmp)
-    summary = summarize_cross_model(results, cross.model.name)
+    summary = summarize_cross_model(results, model)
     write_json(
         cross_model_report(name),
         {
-            "task": behaviour_dataset(name, cross.model.name),
-            "second_model": cross.model.name,
+            "task": behaviour_dataset(name, model),
+            "second_model": model,
             "share_correct": float(y.mean()),
             "n_train": int(results["n_train"].max()),
             "n_test": int(results["n_test"].max()),

@@ -117,7 +117,9 @@ def test_each_item_is_labelled_by_whether_the_answer_matches_its_label():
     summary = behaviour_summary(table, "last-word")
     assert summary["overall"] == {"items": 4, "correct": 2, "accuracy": 0.5}
     assert summary["answers"] == {"False": 2, "True": 2}
-    assert hidden_matrix(table, 1).shape == (4, 3)
+    assert hidden_matrix(table, 1, "b.parquet").shape == (4, 3)
+    with pytest.raises(ConfigError, match="b.parquet: holds no column 'hidden_5'"):
+        hidden_matrix(table, 5, "b.parquet")
 
 
 def test_a_layer_the_second_model_lacks_names_the_parameter():
@@ -176,14 +178,13 @@ def test_cross_model_rows_name_the_task_and_hold_the_second_models_own_probe():
     behaviour = pl.DataFrame(
         {"id": prepared["id"], "label": np.where(y == 1, "correct", "wrong")}
     ).with_columns(pl.Series("hidden_3", signal.astype(np.float32)).cast(pl.Array(pl.Float32, 4)))
-    cross = config(model=ModelConfig(name="second"), layers=[3])
     reps = [
         Representation(1, "hidden", rng.normal(size=(n, 4))),
-        *own_representations(behaviour, cross),
+        *own_representations(behaviour, "second", [3], "b.parquet"),
     ]
     cfg = TransferConfig(seeds=2, max_train=40, methods=["logreg_l2"])
     labels = behaviour_labels(prepared, behaviour, "b.parquet")
-    results = run_cross_model("items", prepared, labels, reps, cross, cfg, ProbeConfig(), 0)
+    results = run_cross_model("items", prepared, labels, reps, "second", cfg, ProbeConfig(), 0)
     assert set(results["regime"]) == {"cross_model"}
     assert set(results["train_dataset"]) == set(results["test_dataset"]) == {"items:second"}
     assert set(results["representation"]) == {"hidden", "hidden_second"}

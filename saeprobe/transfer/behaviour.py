@@ -31,10 +31,13 @@ class AnswerTokens:
 
 
 def answer_tokens(tokenizer, answers: dict[str, str]) -> AnswerTokens:
+    """After a chat template's generation prompt the answer starts a line; after a plain
+    prompt it follows a space, which tokenizers fold into the word's first token."""
     words = sorted(set(answers.values()))
+    lead = "" if tokenizer.chat_template is not None else " "
     ids = []
     for word in words:
-        encoded = tokenizer.encode(word, add_special_tokens=False)
+        encoded = tokenizer.encode(lead + word, add_special_tokens=False)
         if not encoded:
             raise ConfigError(f"params: 'cross_model.answers' has '{word}', which is no token")
         ids.append(encoded[0])

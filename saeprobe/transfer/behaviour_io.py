@@ -27,11 +27,12 @@ def read_behaviour(path: Path) -> pl.DataFrame:
     return table
 
 
-def hidden_matrix(table: pl.DataFrame, layer: int) -> np.ndarray:
+def hidden_matrix(table: pl.DataFrame, layer: int, where: str) -> np.ndarray:
+    """The second model's hidden states of one layer; `where` names the table's file."""
     column = f"hidden_{layer}"
     if column not in table.columns:
         raise ConfigError(
-            f"the behaviour table holds no column '{column}'; rerun behaviour@ with that layer "
-            "in 'cross_model.layers'"
+            f"{where}: holds no column '{column}'; rerun behaviour@ with that layer in "
+            "'cross_model.layers'"
         )
     return table[column].to_numpy().astype(np.float32)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from saeprobe.config import CrossModelConfig, ProbeConfig, TransferConfig
+from saeprobe.config import ProbeConfig, TransferConfig
 from saeprobe.errors import ConfigError
 from saeprobe.probes.sweep import Representation
 from saeprobe.regularization.stats import summarize
@@ -44,12 +44,14 @@ def behaviour_labels(prepared: pl.DataFrame, behaviour: pl.DataFrame, where: str
     return y
 
 
-def own_representations(behaviour: pl.DataFrame, cfg: CrossModelConfig) -> list[Representation]:
+def own_representations(
+    behaviour: pl.DataFrame, model: str, layers: list[int], where: str
+) -> list[Representation]:
     """The second model's hidden states at its answer position, one per cross_model.layers."""
-    name = own_representation_name(cfg.model.name)
+    name = own_representation_name(model)
     return [
-        Representation(layer, name, hidden_matrix(behaviour, layer), "answer")
-        for layer in cfg.layers
+        Representation(layer, name, hidden_matrix(behaviour, layer, where), "answer")
+        for layer in layers
     ]
 
 
@@ -58,14 +60,14 @@ def run_cross_model(
     prepared: pl.DataFrame,
     y: np.ndarray,
     reps: list[Representation],
-    cross: CrossModelConfig,
+    model: str,
     cfg: TransferConfig,
     probe_cfg: ProbeConfig,
     base_seed: int,
 ) -> pl.DataFrame:
     """Every (seed, representation, method) fit on a class-balanced sample of the training
     split (transfer.seeds, transfer.max_train, transfer.methods) and scored on the test split."""
-    name = behaviour_dataset(dataset, cross.model.name)
+    name = behaviour_dataset(dataset, model)
 
     def evaluations(rep: Representation, test: np.ndarray) -> list[Evaluation]:
         return [Evaluation(name, rep.X[test], y[test])]

@@ -1,4 +1,6 @@
-"""Fit every transfer probe once and score it on both data sets."""
+"""Fit every transfer probe once on a sample of one data set and score it on each test set
+(the source's test split and the transfer target; for the cross-model stages, the one
+test split)."""
 
 from __future__ import annotations
 
