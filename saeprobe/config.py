@@ -646,6 +646,17 @@ def section(params: dict[str, Any], name: str) -> Any:
     return params[name]
 
 
+def section_keys(params: dict[str, Any], name: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    """Only `keys` of a section (each read, none other), for a stage that declares only them."""
+    raw = section(params, name)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"params: '{name}' must be a mapping")
+    missing = [key for key in keys if key not in raw]
+    if missing:
+        raise ConfigError(f"params: '{name}' lacks {missing}")
+    return {key: raw[key] for key in keys}
+
+
 # ---------------------------------------------------------------------------------------
 # One reader per section (or key) that a stage reads; each validates what it returns.
 
@@ -1208,13 +1219,7 @@ TRANSFER_FITTING_KEYS = ("seeds", "max_train", "saes", "sae_k", "methods")
 
 def transfer_fitting_config(params: dict[str, Any]) -> TransferConfig:
     """transfer's fitting keys (TRANSFER_FITTING_KEYS), with no pairs."""
-    raw = section(params, "transfer")
-    if not isinstance(raw, dict):
-        raise ConfigError("params: 'transfer' must be a mapping")
-    missing = [key for key in TRANSFER_FITTING_KEYS if key not in raw]
-    if missing:
-        raise ConfigError(f"params: 'transfer' lacks {missing}")
-    fitting = {key: raw[key] for key in TRANSFER_FITTING_KEYS}
+    fitting = section_keys(params, "transfer", TRANSFER_FITTING_KEYS)
     cfg = parse(TransferConfig, {**fitting, "pairs": {}}, "transfer")
     check_transfer_fitting(cfg)
     return cfg
@@ -1275,17 +1280,8 @@ BEHAVIOUR_KEYS = ("model", "prompt", "answers", "layers", "max_length", "batch_s
 def behaviour_config(params: dict[str, Any]) -> CrossModelConfig:
     """cross_model without its data sets (BEHAVIOUR_KEYS), checked as cross_model_config
     checks it."""
-    raw = section(params, "cross_model")
-    if not isinstance(raw, dict):
-        raise ConfigError("params: 'cross_model' must be a mapping")
-    missing = [key for key in BEHAVIOUR_KEYS if key not in raw]
-    if missing:
-        raise ConfigError(f"params: 'cross_model' lacks {missing}")
-    return checked_cross_model(
-        parse(
-            CrossModelConfig, {**{k: raw[k] for k in BEHAVIOUR_KEYS}, "datasets": []}, "cross_model"
-        )
-    )
+    keys = section_keys(params, "cross_model", BEHAVIOUR_KEYS)
+    return checked_cross_model(parse(CrossModelConfig, {**keys, "datasets": []}, "cross_model"))
 
 
 def second_model(params: dict[str, Any]) -> tuple[str, list[int]]:
