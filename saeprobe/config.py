@@ -214,7 +214,7 @@ class FinetuneConfig:
 
 @dataclass(frozen=True)
 class SAEEvalConfig:
-    ce_docs: int = 32  # documents for the spliced-in LM loss (causal models only)
+    ce_docs: int = 16  # documents for the spliced-in LM loss (causal models only)
     card_top: int = 8  # top activating token spans kept per latent
     card_context_chars: int = 60
 
@@ -232,7 +232,7 @@ def _default_grids() -> dict[str, Any]:
         "pca": {"max_components": 100, "points": 10},
         "knn": {"max_neighbors": 100, "points": 10},
         "xgboost": {
-            "trials": 10,
+            "trials": 3,
             "n_estimators": [50, 100, 150, 200, 250],
             "max_depth": [2, 3, 4, 5],
             "learning_rate": [
@@ -282,7 +282,7 @@ class ProbeConfig:
     # batched solve of the problem the reference's 1,000 epochs of saga reach
     # (probes/path.py); saga, the reference's own fits; liblinear, the L1 optimum itself.
     l1_solver: str = "path"
-    sae_k: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
+    sae_k: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128])
     hidden_pooling: str = "last"  # one of extract.pooling; the paper probes the last token
     sae_pooling: str = "last"  # one of features.pooling but topn
     # The normal regime also probes these poolings with compare_methods, side by side.
@@ -421,7 +421,7 @@ class UnintendedConfig:
 @dataclass(frozen=True)
 class SelfRegConfig:
     pooling: str = "last"  # the classifier's inputs: pooled hidden states (the paper: last)
-    seeds: int = 5
+    seeds: int = 3
     methods: list[str] = field(default_factory=lambda: [*default_baselines(), *SELFREG_METHODS])
     lambdas: list[float] = field(default_factory=lambda: [1.0, 3.0, 10.0, 31.0])
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
@@ -444,9 +444,7 @@ class AttentionProbeConfig:
 @dataclass(frozen=True)
 class MultiTokenConfig:
     # binary data sets of `datasets` (the paper's multi-token runs are binary)
-    datasets: list[str] = field(
-        default_factory=lambda: ["spam", "toxicity", "sentiment", "grammar"]
-    )
+    datasets: list[str] = field(default_factory=lambda: ["spam", "sentiment"])
     layers: list[int] = field(default_factory=lambda: [6])  # each one of extract.layers
     methods: list[str] = field(default_factory=lambda: list(MULTITOKEN_METHODS))
     attention: AttentionProbeConfig = field(default_factory=AttentionProbeConfig)
@@ -478,34 +476,16 @@ class TransferPairConfig:
 def default_transfer_pairs() -> dict[str, TransferPairConfig]:
     return {
         "sentiment-movies": TransferPairConfig("sentiment", "movie_sentiment"),
-        "sentiment-reviews": TransferPairConfig(
-            "sentiment", "review_stars", {"0": "0", "1": "0", "3": "1", "4": "1"}
-        ),
         "toxicity-hate": TransferPairConfig("toxicity", "hate_speech"),
         "living_room-french": TransferPairConfig("living_room", "living_room", test_split="ood"),
-        "social_security-spanish": TransferPairConfig(
-            "social_security", "social_security", test_split="ood"
-        ),
-        "control_group-german": TransferPairConfig(
-            "control_group", "control_group", test_split="ood"
-        ),
-        **{
-            f"{name}-ood": TransferPairConfig(name, name, test_split="ood")
-            for name in (
-                "grammar",
-                "figure_is_male",
-                "figure_is_american",
-                "figure_is_politician",
-                "qnli",
-            )
-        },
+        "grammar-ood": TransferPairConfig("grammar", "grammar", test_split="ood"),
     }
 
 
 @dataclass(frozen=True)
 class TransferConfig:
     pairs: dict[str, TransferPairConfig] = field(default_factory=default_transfer_pairs)
-    seeds: int = 5  # each seed draws its own training sample from the source
+    seeds: int = 3  # each seed draws its own training sample from the source
     max_train: int = 256  # training examples per seed, class-balanced
     saes: list[str] = field(default_factory=lambda: ["pretrained", "finetuned"])
     sae_k: list[int] = field(default_factory=lambda: [16, 128])
@@ -538,7 +518,7 @@ class CrossModelConfig:
     model: ModelConfig = field(
         default_factory=lambda: ModelConfig(name="smollm2-135m", dtype="float32")
     )
-    datasets: list[str] = field(default_factory=lambda: ["sciq_tf", "truthqa_tf"])
+    datasets: list[str] = field(default_factory=lambda: ["truthqa_tf"])
     # The user turn of the second model's chat template; {text} is the item.
     prompt: str = "{text}\n\nIs the answer A correct? Answer True or False."
     # label name of the data set -> the word a correct answer starts with

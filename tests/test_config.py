@@ -148,7 +148,8 @@ def test_the_readmes_selfreg_preset_is_valid_params():
 
 
 @pytest.mark.parametrize(
-    "name", ["params.yaml", "tests/data/tiny_params.yaml", "tests/data/ci_params.yaml"]
+    "name",
+    ["params.yaml", "params-full.yaml", "tests/data/tiny_params.yaml", "tests/data/ci_params.yaml"],
 )
 def test_params_stay_valid_yaml_after_dvc_rewrites_them(name, tmp_path):
     """`dvc exp run -S` round-trips params.yaml through its own YAML writer, which drops
@@ -162,3 +163,44 @@ def test_params_stay_valid_yaml_after_dvc_rewrites_them(name, tmp_path):
     params = config.load_params(path)
     config.validate_all(params)
     assert params["seed"] == 1
+
+
+# What params-full.yaml may change: the run's scale (data sets and the stages over them,
+# seeds, levels' seeds, search sizes), never a method's settings.
+FULL_RUN_SCALE = {
+    ("datasets",),
+    ("probe_datasets",),
+    ("sae_eval", "ce_docs"),
+    ("probe", "sae_k"),
+    ("probe", "grids", "xgboost", "trials"),
+    *((("regimes", regime, "seeds")) for regime in config.REGIMES),
+    ("unintended", "layers"),
+    ("unintended", "benchmarks"),
+    ("selfreg", "seeds"),
+    ("multitoken", "datasets"),
+    ("transfer", "pairs"),
+    ("transfer", "seeds"),
+    ("cross_model", "datasets"),
+}
+
+
+def differences(a, b, path=()):
+    """The paths (key tuples) where two parsed YAML trees differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in a.keys() | b.keys():
+            if key not in a or key not in b:
+                yield (*path, key)
+            else:
+                yield from differences(a[key], b[key], (*path, key))
+    elif a != b:
+        yield path
+
+
+def test_the_full_run_is_valid_and_differs_from_the_default_only_in_scale():
+    full = config.load_params(ROOT / "params-full.yaml")
+    config.validate_all(full)
+    changed = set(differences(PARAMS, full))
+    outside = {p for p in changed if not any(p[: len(s)] == s for s in FULL_RUN_SCALE)}
+    assert not outside, f"params-full.yaml changes more than the scale: {sorted(outside)}"
+    assert len(config.dataset_names(full)) > len(config.dataset_names(PARAMS))
+    assert len(full["transfer"]["pairs"]) > len(PARAMS["transfer"]["pairs"])
