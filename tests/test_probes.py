@@ -157,7 +157,7 @@ def test_tfidf_reads_raw_text():
     assert roc_auc_score(y[40:], fit.proba[:, 1]) == 1.0
 
 
-def tiny_sweep(**cfg):
+def tiny_sweep(timed: bool = False, **cfg):
     X, y = blobs(n=240, d=12, shift=2.0)
     prepared = pl.DataFrame(
         {
@@ -183,8 +183,24 @@ def tiny_sweep(**cfg):
         "scarcity": RegimeConfig(seeds=1, levels=[4, 999]),
         "shift": RegimeConfig(seeds=1),
     }
-    results, _seconds = run_sweep("toy", prepared, reps, cfg, regimes, base_seed=0)
-    return results
+    results, seconds = run_sweep("toy", prepared, reps, cfg, regimes, base_seed=0)
+    return (results, seconds) if timed else results
+
+
+def test_sweep_timing_says_which_regime_kind_and_method_took_the_time():
+    results, seconds = tiny_sweep(timed=True)
+    ok = results.filter(pl.col("status") == "ok")
+    ran = {f"{r}/{m}" for r, m in zip(ok["regime"], ok["method"], strict=True)}
+    assert set(seconds["by_method"]) == ran
+    assert set(seconds["by_kind"]) == {
+        "normal/hidden",
+        "normal/sae",
+        "scarcity/hidden",
+        "scarcity/sae",
+    }
+    assert all(value >= 0 for value in seconds["by_method"].values())
+    total = sum(seconds["by_method"].values())
+    assert total == pytest.approx(sum(seconds["by_kind"].values()), abs=0.01)
 
 
 def test_results_table_has_the_documented_schema_and_reports_skips():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -195,12 +196,16 @@ def plan(
     return jobs, skipped
 
 
-def run_job(job: ProbeJob, y: np.ndarray, n_classes: int, cfg: ProbeConfig) -> list[dict]:
-    rows = []
+def run_job(
+    job: ProbeJob, y: np.ndarray, n_classes: int, cfg: ProbeConfig
+) -> tuple[list[dict], dict[str, float]]:
+    """The job's rows, and the seconds each of its methods took."""
+    rows, seconds = [], {}
     train, test = job.sample.train, job.sample.test
     ctx = FitContext(cfg=cfg, seed=job.setting.seed, n_classes=n_classes)
     for method in job.methods:
         row = job.setting.row(job.rep, method) | {"n_train": len(train), "n_test": len(test)}
+        start = time.perf_counter()
         try:
             fit = fit_method(
                 method, job.rep.X[train], job.sample.train_labels, job.rep.X[test], ctx
@@ -219,8 +224,10 @@ def run_job(job: ProbeJob, y: np.ndarray, n_classes: int, cfg: ProbeConfig) -> l
                 ) from exc
             rows.append(row | {"status": "failed", "message": what})
             continue
+        finally:
+            seconds[method] = time.perf_counter() - start
         rows.append(row | scores(y[test], fit.proba) | fit_summary(fit.params, fit.val_auc))
-    return rows
+    return rows, seconds
 
 
 def scores(y_true: np.ndarray, proba: np.ndarray) -> dict:
@@ -247,21 +254,28 @@ def run_sweep(
     regimes: dict[str, RegimeConfig],
     base_seed: int,
     progress: Callable[[str], None] | None = None,
-) -> tuple[pl.DataFrame, dict[str, float]]:
+) -> tuple[pl.DataFrame, dict[str, dict[str, float]]]:
     """The results table, and the seconds spent per regime and representation kind
-    (timings stay out of the table, so that the table is a function of its inputs)."""
+    (`by_kind`) and per regime and method (`by_method`); timings stay out of the table, so
+    that the table is a function of its inputs."""
     y = prepared["label"].to_numpy()
     n_classes = int(y.max()) + 1
     jobs, rows = plan(dataset, y, prepared["split"].to_numpy(), reps, cfg, regimes, base_seed)
     if progress:
         progress(f"{dataset}: {len(jobs)} probe jobs")
-    timed = run_parallel([delayed(_timed)(job, y, n_classes, cfg) for job in jobs], cfg)
-    seconds: dict[str, float] = {}
-    for job, (result, elapsed) in zip(jobs, timed, strict=True):
+    done = run_parallel([delayed(run_job)(job, y, n_classes, cfg) for job in jobs], cfg)
+    by_kind: dict[str, float] = defaultdict(float)
+    by_method: dict[str, float] = defaultdict(float)
+    for job, (result, per_method) in zip(jobs, done, strict=True):
         rows += result
-        key = f"{job.setting.regime}/{job.rep.kind}"
-        seconds[key] = round(seconds.get(key, 0.0) + elapsed, 3)
-    return results_frame(rows), seconds
+        for method, elapsed in per_method.items():
+            by_kind[f"{job.setting.regime}/{job.rep.kind}"] += elapsed
+            by_method[f"{job.setting.regime}/{method}"] += elapsed
+    return results_frame(rows), {"by_kind": rounded(by_kind), "by_method": rounded(by_method)}
+
+
+def rounded(seconds: dict[str, float]) -> dict[str, float]:
+    return {key: round(value, 3) for key, value in sorted(seconds.items())}
 
 
 def run_parallel(tasks: list, cfg: ProbeConfig) -> list:
@@ -286,11 +300,6 @@ def run_parallel(tasks: list, cfg: ProbeConfig) -> list:
         ) from exc
     with client, parallel_config(backend="dask"):
         return Parallel(n_jobs=cfg.n_jobs)(tasks)
-
-
-def _timed(job: ProbeJob, y: np.ndarray, n_classes: int, cfg: ProbeConfig):
-    start = time.perf_counter()
-    return run_job(job, y, n_classes, cfg), time.perf_counter() - start
 
 
 def results_frame(rows: list[dict]) -> pl.DataFrame:
