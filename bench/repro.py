@@ -13,6 +13,7 @@ time, the stages' total, the time per stage kind (prepare, extract, finetune_sae
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -37,6 +38,9 @@ def run_stamped(repo: Path, params: Path | None, folder: Path) -> Path:
         proc = subprocess.Popen(
             ["make", "repro"],
             cwd=folder,
+            # DVC's own lines ("Running stage") would otherwise sit in its stdout buffer
+            # while the stage runs, and be stamped late.
+            env=os.environ | {"PYTHONUNBUFFERED": "1"},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
