@@ -8,7 +8,13 @@ from saeprobe.config import FinetuneConfig, SAETrainConfig
 from saeprobe.errors import ConfigError
 from saeprobe.sae import SAEConfig, build_sae
 from saeprobe.sae.base import TrainStep
-from saeprobe.sae.finetune import finetune_loss, finetune_sae, task_dead_latents
+from saeprobe.sae.evaluate import reconstruction_metrics
+from saeprobe.sae.finetune import (
+    finetune_loss,
+    finetune_sae,
+    task_dead_latents,
+    token_statistics,
+)
 from saeprobe.sae.train import annealed_k, new_sae, train_sae
 
 
@@ -154,6 +160,18 @@ def test_dead_means_never_positive_before_the_relu():
     assert task_dead_latents(sae, x.split(100)).tolist() == [False, True]
     x[3, 1] = -0.5  # one token where latent 1's pre-activation is 0.4
     assert task_dead_latents(sae, x.split(100)).tolist() == [False, False]
+
+
+def test_one_pass_gives_reconstruction_dead_latents_and_latents_in_the_code():
+    sae = two_latent_sae()
+    x = two_direction_task()
+    x[3, 1] = -0.5  # latent 1's pre-activation is 0.4 here, below latent 0's: not in the code
+    stats = token_statistics(sae, x.split(100))
+    assert stats.reconstruction == reconstruction_metrics(sae, x.split(100))
+    assert stats.dead.tolist() == task_dead_latents(sae, x.split(100)).tolist() == [False, False]
+    assert stats.in_code.tolist() == [True, False]
+    x[3, 0] = 0.1  # now latent 1 wins the top-1 on that token
+    assert token_statistics(sae, x.split(100)).in_code.tolist() == [True, True]
 
 
 def test_a_latent_negative_on_every_task_token_learns_through_its_raw_pre_activation():

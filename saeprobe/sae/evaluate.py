@@ -12,31 +12,45 @@ from saeprobe.models import LoadedModel, decoder_layers
 from saeprobe.sae.base import SparseAutoencoder
 
 
+class ReconstructionTally:
+    """Running sums for `reconstruction_metrics`, so that one pass over the tokens can also
+    collect other statistics beside them."""
+
+    def __init__(self, d_sae: int):
+        self.sse = self.sum_sq = self.l0 = 0.0
+        self.sum_x: Tensor | float = 0.0
+        self.n = 0
+        self.fired = torch.zeros(d_sae, dtype=torch.bool)  # latents ever in the code
+
+    def add(self, x: Tensor, x_hat: Tensor, z: Tensor) -> None:
+        active = z > 0
+        self.sse += float((x - x_hat).pow(2).sum())
+        self.sum_x = self.sum_x + x.double().sum(0)
+        self.sum_sq += float(x.double().pow(2).sum())
+        self.l0 += float(active.sum())
+        self.fired |= active.any(0)
+        self.n += len(x)
+
+    def metrics(self) -> dict:
+        if self.n == 0:
+            return {"tokens": 0}
+        total_var = self.sum_sq - float((self.sum_x * self.sum_x).sum()) / self.n
+        return {
+            "tokens": self.n,
+            "fvu": self.sse / total_var,
+            "l0": self.l0 / self.n,
+            "dead_share": float((~self.fired).float().mean()),
+        }
+
+
 @torch.no_grad()
 def reconstruction_metrics(sae: SparseAutoencoder, batches: Iterable[Tensor]) -> dict:
     """Fraction of variance unexplained, mean L0 and the share of latents that never fired."""
-    sse = sum_x = sum_sq = 0.0
-    n = 0
-    l0 = 0.0
-    fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
+    tally = ReconstructionTally(sae.cfg.d_sae)
     for x in batches:
         x_hat, z = sae(x)
-        active = z > 0
-        sse += float((x - x_hat).pow(2).sum())
-        sum_x = sum_x + x.double().sum(0)
-        sum_sq += float(x.double().pow(2).sum())
-        l0 += float(active.sum())
-        fired |= active.any(0)
-        n += len(x)
-    if n == 0:
-        return {"tokens": 0}
-    total_var = sum_sq - float((sum_x * sum_x).sum()) / n
-    return {
-        "tokens": n,
-        "fvu": sse / total_var,
-        "l0": l0 / n,
-        "dead_share": float((~fired).float().mean()),
-    }
+        tally.add(x, x_hat, z)
+    return tally.metrics()
 
 
 @torch.no_grad()

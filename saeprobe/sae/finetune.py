@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -27,6 +28,7 @@ from tqdm import tqdm
 from saeprobe.config import FinetuneConfig
 from saeprobe.errors import ConfigError
 from saeprobe.sae.base import masked_topk, per_token_nmse, sparse_decode
+from saeprobe.sae.evaluate import ReconstructionTally
 from saeprobe.sae.topk import TopKSAE
 from saeprobe.sae.train import check_finite, optimizer_step
 
@@ -40,14 +42,27 @@ def task_dead_latents(sae: TopKSAE, batches: Iterable[Tensor]) -> Tensor:
     return ~fired
 
 
+@dataclass(frozen=True)
+class TokenStatistics:
+    """What the fine-tuning report says about the task's test tokens, before and after."""
+
+    reconstruction: dict  # reconstruction_metrics
+    dead: Tensor  # (d_sae,) bool: pre-activation never > 0 (the paper's dead)
+    in_code: Tensor  # (d_sae,) bool: in the top-k code (and > 0) on some token
+
+
 @torch.no_grad()
-def latents_in_code(sae: TopKSAE, batches: Iterable[Tensor]) -> Tensor:
-    """Latents that enter the SAE's code (top-k and > 0) on some token. (d_sae,) bool."""
-    fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
+def token_statistics(sae: TopKSAE, batches: Iterable[Tensor]) -> TokenStatistics:
+    """Reconstruction figures, dead latents and latents in the code, from one pass over the
+    tokens (reading them from disk costs more than encoding them)."""
+    tally = ReconstructionTally(sae.cfg.d_sae)
+    positive = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
     for x in batches:
-        values, indices = sae.topk(sae.pre_acts(x))
-        fired[indices[values > 0]] = True
-    return fired
+        pre = sae.pre_acts(x)
+        z = sae.activation(pre)
+        tally.add(x, sae.decode(z), z)
+        positive |= (pre > 0).any(0)
+    return TokenStatistics(tally.metrics(), ~positive, tally.fired.clone())
 
 
 def raw_topk(pre: Tensor, keep: Tensor, k: int) -> tuple[Tensor, Tensor]:

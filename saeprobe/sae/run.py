@@ -17,7 +17,7 @@ from saeprobe.models import is_causal_lm, load_model, resolve_model_path
 from saeprobe.sae.base import SparseAutoencoder
 from saeprobe.sae.cards import feature_cards
 from saeprobe.sae.evaluate import ce_loss_recovered, reconstruction_metrics
-from saeprobe.sae.finetune import finetune_sae, latents_in_code, task_dead_latents
+from saeprobe.sae.finetune import finetune_sae, token_statistics
 from saeprobe.sae.io import load_sae, save_sae
 from saeprobe.sae.tokens import doc_chunks, read_docs, sample_rows, shuffled_batches
 from saeprobe.sae.topk import TopKSAE
@@ -73,11 +73,21 @@ def evaluate(
 ) -> dict:
     """Reconstruction figures on `docs`, and the spliced-in LM loss on the first few."""
     metrics = reconstruction_metrics(sae, data.one_pass(docs))
+    return metrics | lm_metrics(sae, data, docs, model_cfg=model_cfg, eval_cfg=eval_cfg)
+
+
+def lm_metrics(
+    sae: SparseAutoencoder,
+    data: LayerData,
+    docs: np.ndarray,
+    *,
+    model_cfg: ModelConfig,
+    eval_cfg: SAEEvalConfig,
+) -> dict:
+    """The spliced-in LM loss on the first `sae_eval.ce_docs` of `docs` (none if empty)."""
     held_out = data.texts.filter(pl.col("id").is_in([data.store.doc_ids[i] for i in docs]))
     sample = held_out["text"].head(eval_cfg.ce_docs).to_list()
-    if sample:
-        metrics |= lm_loss(model_cfg, sae, data, sample)
-    return metrics
+    return lm_loss(model_cfg, sae, data, sample) if sample else {}
 
 
 def publish(
@@ -177,9 +187,7 @@ def finetune_layer(
     if len(train_docs) == 0:
         raise ConfigError(f"{data.store.path}: no training documents to fine-tune on")
     train_docs = sample_docs(train_docs, cfg.max_docs, seed)
-    before = reconstruction_metrics(sae, data.one_pass(test_docs))
-    test_dead_before = task_dead_latents(sae, data.one_pass(test_docs))
-    in_code_before = latents_in_code(sae, data.one_pass(test_docs))
+    before = token_statistics(sae, data.one_pass(test_docs))
     offsets = data.store.offsets
     n_train = int(offsets[train_docs + 1].sum() - offsets[train_docs].sum())
     # A task with fewer training tokens than a batch (short texts, few of them) is
@@ -202,7 +210,7 @@ def finetune_layer(
 
     training = finetune_sae(sae, epoch, lambda: data.one_pass(train_docs), cfg, progress)
     dead_before = training.pop("dead_before")
-    in_code_after = latents_in_code(sae, data.one_pass(test_docs))
+    after = token_statistics(sae, data.one_pass(test_docs))
     metrics = {
         "task_docs": len(train_docs),
         "batch_size": batch_size,
@@ -212,15 +220,16 @@ def finetune_layer(
             "train_before": int(dead_before.sum()),
             "train_after": training["dead_latents_after"],
             # ... and on the test tokens; then latents never in the code on test tokens.
-            "test_before": int(test_dead_before.sum()),
-            "test_after": int(task_dead_latents(sae, data.one_pass(test_docs)).sum()),
-            "never_in_code_test_before": int((~in_code_before).sum()),
-            "never_in_code_test_after": int((~in_code_after).sum()),
+            "test_before": int(before.dead.sum()),
+            "test_after": int(after.dead.sum()),
+            "never_in_code_test_before": int((~before.in_code).sum()),
+            "never_in_code_test_after": int((~after.in_code).sum()),
             # Formerly dead (on training tokens) latents that enter the code on test tokens.
-            "formerly_dead_in_code_test": int((dead_before & in_code_after).sum()),
+            "formerly_dead_in_code_test": int((dead_before & after.in_code).sum()),
         },
-        "eval": evaluate(sae, data, test_docs, model_cfg=model_cfg, eval_cfg=eval_cfg),
-        "eval_before_finetune": before,
+        "eval": after.reconstruction
+        | lm_metrics(sae, data, test_docs, model_cfg=model_cfg, eval_cfg=eval_cfg),
+        "eval_before_finetune": before.reconstruction,
         "width": sae.cfg.d_sae,
     }
     publish(
