@@ -138,13 +138,14 @@ def fit_top_k(k: int, binarize: bool, X_train, y_train, X_test, ctx: FitContext)
 def fit_pca(X_train, y_train, X_test, ctx: FitContext) -> Fit:
     """`find_best_pcareg`: standardize, fit PCA once on all training data, then choose the
     number of leading components (log2 grid up to min(n, d, max_components)) for a default
-    logistic regression by validation AUC. (The reference's PCA picks a randomized solver
-    without a seed here; the exact SVD keeps the fit deterministic.)"""
+    logistic regression by validation AUC. The PCA solver is the one scikit-learn picks, as in
+    the reference (randomized for these sizes), seeded so that the fit is deterministic."""
     space = ctx.cfg.grids["pca"]
     scaler = StandardScaler().fit(X_train)
     n_max = min(X_train.shape[0], X_train.shape[1], space["max_components"])
-    pca = PCA(n_components=n_max, svd_solver="full").fit(scaler.transform(X_train))
-    Z_train = pca.transform(scaler.transform(X_train))
+    S_train = scaler.transform(X_train)
+    pca = PCA(n_components=n_max, random_state=ctx.seed).fit(S_train)
+    Z_train = pca.transform(S_train)
     Z_test = pca.transform(scaler.transform(X_test))
     grid = [{"n_components": n} for n in log2_grid(n_max, space["points"])]
     if len(y_train) <= 3:  # too few to validate: every component, as the reference does
