@@ -41,6 +41,7 @@ HIDDEN_METHODS = ("logreg_l2", "logreg_l1", "pca", "knn", "xgboost", "mlp", "tre
 TEXT_METHODS = ("tfidf",)
 SAE_METHODS = ("sae_topk", "sae_topk_bin", "sae_l1")
 L1_SOLVERS = ("saga", "liblinear", "path")
+L2_SOLVERS = ("lbfgs", "batch")
 PROBE_BACKENDS = ("loky", "dask")
 MOSAIC_METHODS = ("mosaic_linear", "mosaic_tree")  # on binarized top-n counts
 PAPER_BASELINES = ("logreg_l2", "pca", "knn", "xgboost", "mlp")  # the sparse-probing quiver
@@ -282,6 +283,9 @@ class ProbeConfig:
     # batched solve of the problem the reference's 1,000 epochs of saga reach
     # (probes/path.py); saga, the reference's own fits; liblinear, the L1 optimum itself.
     l1_solver: str = "path"
+    # L2 fits (logreg_l2): batch, every C, fold and class as one batched run of the
+    # reference's lbfgs (probes/lbfgs.py); lbfgs, one scikit-learn fit each, as the reference.
+    l2_solver: str = "batch"
     sae_k: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128])
     hidden_pooling: str = "last"  # one of extract.pooling; the paper probes the last token
     sae_pooling: str = "last"  # one of features.pooling but topn
@@ -820,6 +824,7 @@ def probe_config(params: dict[str, Any]) -> ProbeConfig:
     check_names(cfg.compare_methods, HIDDEN_METHODS + SAE_METHODS, "probe.compare_methods")
     check_names(cfg.mosaic_methods, MOSAIC_METHODS, "probe.mosaic_methods")
     check_names([cfg.l1_solver], L1_SOLVERS, "probe.l1_solver")
+    check_names([cfg.l2_solver], L2_SOLVERS, "probe.l2_solver")
     check_names([cfg.backend], PROBE_BACKENDS, "probe.backend")
     if cfg.backend == "dask" and not cfg.scheduler:
         raise ConfigError(

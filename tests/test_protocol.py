@@ -158,9 +158,9 @@ def test_top_k_ranks_continuous_codes_then_fits_l1_on_binarized_kept_latents(mon
     X[:, 2] = rng.uniform(0, 2, 80)
     seen = {}
 
-    def spy(X_fit, y_fit, Cs, penalty, seed, n_classes, l1_solver):
+    def spy(X_fit, y_fit, Cs, penalty, seed, n_classes, l1_solver, l2_solver):
         seen.update(X=X_fit, penalty=penalty, solver=l1_solver)
-        return real(X_fit, y_fit, Cs, penalty, seed, n_classes, l1_solver)
+        return real(X_fit, y_fit, Cs, penalty, seed, n_classes, l1_solver, l2_solver)
 
     real = methods.select_logistic
     monkeypatch.setattr(methods, "select_logistic", spy)

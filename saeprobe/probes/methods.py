@@ -110,7 +110,14 @@ def log2_grid(cap: int, points: int) -> list[int]:
 def _logistic_fit(penalty: str) -> FitFn:
     def fit(X_train, y_train, X_test, ctx: FitContext) -> Fit:
         model, params, val = select_logistic(
-            X_train, y_train, ctx.cfg.Cs, penalty, ctx.seed, ctx.n_classes, ctx.cfg.l1_solver
+            X_train,
+            y_train,
+            ctx.cfg.Cs,
+            penalty,
+            ctx.seed,
+            ctx.n_classes,
+            ctx.cfg.l1_solver,
+            ctx.cfg.l2_solver,
         )
         return Fit(proba_full(model, X_test, ctx.n_classes), params, val, model)
 

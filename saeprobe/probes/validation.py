@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy.special import expit
 from scipy.stats import rankdata
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
@@ -16,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import LeavePOut, StratifiedKFold
 from sklearn.multiclass import OneVsRestClassifier
 
-from saeprobe.probes import path
+from saeprobe.probes import lbfgs, path
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -109,7 +110,14 @@ def fit_quietly_call(function, *args, **kwargs):
 
 
 def select_logistic(
-    X, y, Cs: Sequence[float], penalty: str, seed: int, n_classes: int, l1_solver: str = "saga"
+    X,
+    y,
+    Cs: Sequence[float],
+    penalty: str,
+    seed: int,
+    n_classes: int,
+    l1_solver: str = "saga",
+    l2_solver: str = "lbfgs",
 ):
     """`find_best_reg`: best C by validation AUC, then refit. Ties go to the largest C, as
     the reference's descending grid resolves them. Every fit starts cold, as the
@@ -117,6 +125,8 @@ def select_logistic(
     warm start would stop somewhere else."""
     if penalty == "l1" and l1_solver == "path":
         return select_l1_path(X, y, Cs, seed, n_classes)
+    if penalty == "l2" and l2_solver == "batch":
+        return select_l2_batch(X, y, Cs, seed, n_classes)
     splits = validation_splits(y, seed) if len(y) > 3 else []
     Cs = sorted(Cs)
     if not splits:  # too few examples to validate: the default C, scored on training data
@@ -144,7 +154,7 @@ class LinearProbe:
         self.coef_, self.intercept_, self.classes_ = coef, intercept, classes
 
     def predict_proba(self, X) -> np.ndarray:
-        scores = 1.0 / (1.0 + np.exp(-(np.asarray(X @ self.coef_.T) + self.intercept_)))
+        scores = expit(np.asarray(X @ self.coef_.T) + self.intercept_)
         if len(self.classes_) == 2:
             return np.column_stack([1.0 - scores[:, 0], scores[:, 0]])
         total = scores.sum(1, keepdims=True)
@@ -159,45 +169,94 @@ def select_l1_path(X, y, Cs: Sequence[float], seed: int, n_classes: int, epochs:
     validation AUC, ties to the largest C."""
     splits = validation_splits(y, seed) if len(y) > 3 else []
     Cs = sorted(Cs) if splits else [1.0]  # too few to validate: the default C
-    folds = [np.ones(len(y), dtype=bool)]  # all training data first, then each fold
-    for train, _ in splits:
-        rows = np.zeros(len(y), dtype=bool)
-        rows[train] = True
-        folds.append(rows)
-    problems = []  # (fold, C, class)
-    for f, rows in enumerate(folds):
-        classes = np.unique(y[rows])
-        targets = classes[1:] if len(classes) == 2 else classes
-        problems += [(f, C, c) for C in Cs for c in targets]
-    rows = np.column_stack([folds[f] for f, _, _ in problems])
+    folds = [np.ones(len(y), dtype=bool)] + [_rows(len(y), train) for train, _ in splits]
+    batch = _Batch(y, folds, Cs)
     lam2 = {f: path.saga_budget_l2(X, folds[f], epochs) for f in range(len(folds))}
     solution = path.solve(
         X,
         path.Problems(
-            targets=np.column_stack([y == c for _, _, c in problems]),
-            rows=rows,
-            lam1=np.array([1.0 / (C * folds[f].sum()) for f, C, _ in problems]),
-            lam2=np.array([lam2[f] for f, _, _ in problems]),
+            targets=batch.targets,
+            rows=batch.rows,
+            lam1=np.array([1.0 / (C * folds[f].sum()) for f, C, _ in batch.problems]),
+            lam2=np.array([lam2[f] for f, _, _ in batch.problems]),
         ),
     )
+    if not splits:
+        model = batch.probe(solution, 0, 1.0)
+        return model, {"C": 1.0}, auc(y, proba_full(model, X, n_classes))
+    mean = batch.validation_auc(solution, X, splits, n_classes, first_fold=1)
+    best = last_argmax(mean)
+    return batch.probe(solution, 0, Cs[best]), {"C": float(Cs[best])}, float(mean[best])
 
-    def probe(f: int, C: float) -> LinearProbe:
-        picked = [i for i, (g, D, _) in enumerate(problems) if g == f and D == C]
-        classes = np.unique(y[folds[f]])
+
+def select_l2_batch(X, y, Cs: Sequence[float], seed: int, n_classes: int):
+    """`find_best_reg(penalty="l2")` with `probe.l2_solver: batch`: the reference's lbfgs
+    fits of every C on every validation fold, one-vs-rest for several classes, as one
+    batched run (`saeprobe.probes.lbfgs`); then the chosen C refit on all training data.
+    Selection as `select_logistic`: best mean validation AUC, ties to the largest C."""
+    X = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
+    splits = validation_splits(y, seed) if len(y) > 3 else []
+    everything = [np.ones(len(y), dtype=bool)]
+    if not splits:  # too few examples to validate: the default C, scored on training data
+        model = _Batch(y, everything, [1.0]).fit_lbfgs(X, 0, 1.0)
+        return model, {"C": 1.0}, auc(y, proba_full(model, X, n_classes))
+    Cs = sorted(Cs)
+    batch = _Batch(y, [_rows(len(y), train) for train, _ in splits], Cs)
+    solution = lbfgs.solve(X, batch.targets, batch.rows, batch.Cs)
+    mean = batch.validation_auc(solution, X, splits, n_classes, first_fold=0)
+    best = last_argmax(mean)
+    model = _Batch(y, everything, [Cs[best]]).fit_lbfgs(X, 0, Cs[best])
+    return model, {"C": float(Cs[best])}, float(mean[best])
+
+
+def _rows(n: int, chosen: np.ndarray) -> np.ndarray:
+    rows = np.zeros(n, dtype=bool)
+    rows[chosen] = True
+    return rows
+
+
+class _Batch:
+    """The binary problems of a logistic sweep, one per (fold, C, class): one-vs-rest over
+    the classes a fold's rows hold, the larger label alone with two."""
+
+    def __init__(self, y: np.ndarray, folds: list[np.ndarray], Cs: Sequence[float]):
+        self.y, self.folds = y, folds
+        self.problems = []  # (fold, C, class)
+        for f, rows in enumerate(folds):
+            classes = np.unique(y[rows])
+            targets = classes[1:] if len(classes) == 2 else classes
+            self.problems += [(f, C, c) for C in Cs for c in targets]
+        self.targets = np.column_stack([y == c for _, _, c in self.problems])
+        self.rows = np.column_stack([folds[f] for f, _, _ in self.problems])
+        self.Cs = np.array([C for _, C, _ in self.problems], dtype=float)
+
+    def probe(self, solution, f: int, C: float) -> LinearProbe:
+        picked = [i for i, (g, D, _) in enumerate(self.problems) if g == f and D == C]
+        classes = np.unique(self.y[self.folds[f]])
         return LinearProbe(solution.coef[picked], solution.intercept[picked], classes)
 
-    if not splits:
-        model = probe(0, 1.0)
-        return model, {"C": 1.0}, auc(y, proba_full(model, X, n_classes))
-    scores = np.array(
-        [
-            [auc(y[va], proba_full(probe(i + 1, C), X[va], n_classes)) for C in Cs]
-            for i, (_, va) in enumerate(splits)
-        ]
-    )
-    mean = np.nanmean(scores, axis=0) if np.isfinite(scores).any() else np.zeros(len(Cs))
-    best = last_argmax(mean)
-    return probe(0, Cs[best]), {"C": float(Cs[best])}, float(mean[best])
+    def fit_lbfgs(self, X: np.ndarray, f: int, C: float) -> LinearProbe:
+        return self.probe(lbfgs.solve(X, self.targets, self.rows, self.Cs), f, C)
+
+    def validation_auc(self, solution, X, splits, n_classes: int, first_fold: int):
+        """Mean validation AUC per C (in the batch's C order) over the splits, whose
+        training rows are folds first_fold, first_fold + 1, ..."""
+        Cs = sorted({C for _, C, _ in self.problems})
+        scores = np.array(
+            [
+                [
+                    auc(
+                        self.y[va],
+                        proba_full(self.probe(solution, i + first_fold, C), X[va], n_classes),
+                    )
+                    for C in Cs
+                ]
+                for i, (_, va) in enumerate(splits)
+            ]
+        )
+        if not np.isfinite(scores).any():
+            return np.zeros(len(Cs))
+        return np.nanmean(scores, axis=0)
 
 
 def last_argmax(values: np.ndarray) -> int:

@@ -1,0 +1,92 @@
+"""The batched L-BFGS runs scikit-learn's lbfgs fits, many at once."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+
+from saeprobe.probes import lbfgs
+from saeprobe.probes.validation import select_logistic
+
+
+def badly_scaled_task(n=120, d=12, seed=0):
+    """Columns on scales from 0.1 to 100, as raw hidden states have: L-BFGS needs many
+    iterations, so where it stops matters."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)) * np.logspace(-1, 2, d)
+    y = (X[:, :3].sum(1) / 30 + rng.standard_normal(n) > 0).astype(int)
+    return X, y
+
+
+def sklearn_fit(X, y, C, max_iter):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return LogisticRegression(C=C, max_iter=max_iter).fit(X, y)
+
+
+@pytest.mark.parametrize("max_iter", [3, 20, 50])
+def test_each_problem_takes_scikit_learns_lbfgs_steps(max_iter):
+    """Step for step: the same iterations, and weights equal to 1e-9 after 20 iterations,
+    1e-5 after 50 (C = 1e-3 has converged by then). Beyond that, on a problem this badly
+    conditioned, rounding differences grow (the next test)."""
+    X, y = badly_scaled_task()
+    Cs = np.array([1e-3, 1.0, 1e3])
+    rows = np.ones((len(y), len(Cs)), dtype=bool)
+    solution = lbfgs.solve(X, np.repeat(y[:, None], 3, 1), rows, Cs, max_iter=max_iter)
+    for b, C in enumerate(Cs):
+        ref = sklearn_fit(X, y, C, max_iter)
+        assert solution.iterations[b] == ref.n_iter_[0]
+        scale = np.abs(ref.coef_[0]).max()
+        tol = (1e-9 if max_iter <= 20 else 1e-5) * scale
+        np.testing.assert_allclose(solution.coef[b], ref.coef_[0], rtol=0, atol=tol)
+        assert solution.intercept[b] == pytest.approx(ref.intercept_[0], abs=tol)
+
+
+def test_after_many_iterations_the_weights_stay_close_to_scikit_learns():
+    X, y = badly_scaled_task()
+    Cs = np.array([1.0, 1e3])
+    rows = np.ones((len(y), len(Cs)), dtype=bool)
+    solution = lbfgs.solve(X, np.repeat(y[:, None], 2, 1), rows, Cs)
+    assert solution.converged.all()
+    for b, C in enumerate(Cs):
+        ref = sklearn_fit(X, y, C, 1000)
+        scale = np.abs(ref.coef_[0]).max()
+        np.testing.assert_allclose(solution.coef[b], ref.coef_[0], rtol=0, atol=0.03 * scale)
+
+
+def test_a_problem_reads_only_its_rows_targets_and_leading_columns():
+    X, y = badly_scaled_task(seed=1)
+    rows = np.ones((len(y), 3), dtype=bool)
+    rows[:40, 0] = False  # problem 0: the last 80 rows
+    targets = np.column_stack([y, 1 - y, y])  # problem 1: the other class positive
+    features = np.array([12, 12, 5])
+    solution = lbfgs.solve(X, targets, rows, np.ones(3), features=features, max_iter=30)
+    for b, (X_ref, y_ref) in enumerate([(X[40:], y[40:]), (X, 1 - y), (X[:, :5], y)]):
+        ref = sklearn_fit(X_ref, y_ref, 1.0, 30)
+        scale = np.abs(ref.coef_[0]).max()
+        coef = solution.coef[b, : features[b]]
+        np.testing.assert_allclose(coef, ref.coef_[0], rtol=0, atol=1e-5 * scale)
+    assert (solution.coef[2, 5:] == 0).all()
+
+
+@pytest.mark.parametrize("n", [10, 60, 200])  # leave-2-out, 6-fold, one holdout
+def test_the_batched_l2_sweep_chooses_and_fits_as_the_reference_does(n):
+    X, y = badly_scaled_task(n=n, seed=2)
+    Cs = np.logspace(-5, 5, 10)
+    ours, ours_params, ours_val = select_logistic(X, y, Cs, "l2", 0, 2, l2_solver="batch")
+    ref, ref_params, ref_val = select_logistic(X, y, Cs, "l2", 0, 2, l2_solver="lbfgs")
+    assert ours_params == ref_params
+    assert ours_val == pytest.approx(ref_val, abs=1e-3)
+    np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), rtol=0, atol=2e-3)
+
+
+def test_several_classes_are_one_vs_rest_as_scikit_learn_wraps_them():
+    X, y = badly_scaled_task(n=150, seed=3)
+    y = y + (X[:, 4] > 0)  # three classes
+    Cs = np.logspace(-2, 2, 4)
+    ours, ours_params, _ = select_logistic(X, y, Cs, "l2", 0, 3, l2_solver="batch")
+    ref, ref_params, _ = select_logistic(X, y, Cs, "l2", 0, 3, l2_solver="lbfgs")
+    assert ours_params == ref_params
+    np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), rtol=0, atol=2e-3)
