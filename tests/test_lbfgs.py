@@ -7,7 +7,9 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
+from saeprobe.config import ProbeConfig
 from saeprobe.probes import lbfgs
+from saeprobe.probes.methods import FitContext, fit_method
 from saeprobe.probes.validation import select_logistic
 
 
@@ -90,3 +92,15 @@ def test_several_classes_are_one_vs_rest_as_scikit_learn_wraps_them():
     ref, ref_params, _ = select_logistic(X, y, Cs, "l2", 0, 3, l2_solver="lbfgs")
     assert ours_params == ref_params
     np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), rtol=0, atol=2e-3)
+
+
+@pytest.mark.parametrize("n", [10, 60, 200])
+def test_the_batched_pca_search_chooses_and_fits_as_the_reference_does(n):
+    X, y = badly_scaled_task(n=n, d=40, seed=4)
+    fits = {}
+    for solver in ("batch", "lbfgs"):
+        ctx = FitContext(cfg=ProbeConfig(l2_solver=solver), seed=0, n_classes=2)
+        fits[solver] = fit_method("pca", X[: n // 2], y[: n // 2], X[n // 2 :], ctx)
+    assert fits["batch"].params == fits["lbfgs"].params
+    assert fits["batch"].val_auc == pytest.approx(fits["lbfgs"].val_auc, abs=1e-6)
+    np.testing.assert_allclose(fits["batch"].proba, fits["lbfgs"].proba, rtol=0, atol=1e-5)

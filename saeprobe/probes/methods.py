@@ -39,6 +39,7 @@ from saeprobe.probes.validation import (
     proba_full,
     select_by_validation,
     select_logistic,
+    select_width_batch,
     validation_splits,
 )
 
@@ -146,7 +147,9 @@ def fit_pca(X_train, y_train, X_test, ctx: FitContext) -> Fit:
     """`find_best_pcareg`: standardize, fit PCA once on all training data, then choose the
     number of leading components (log2 grid up to min(n, d, max_components)) for a default
     logistic regression by validation AUC. The PCA solver is the one scikit-learn picks, as in
-    the reference (randomized for these sizes), seeded so that the fit is deterministic."""
+    the reference (randomized for these sizes), seeded so that the fit is deterministic.
+    With `probe.l2_solver: batch` the logistic fits of every width and fold run as one
+    batched lbfgs (`select_width_batch`)."""
     space = ctx.cfg.grids["pca"]
     scaler = StandardScaler().fit(X_train)
     n_max = min(X_train.shape[0], X_train.shape[1], space["max_components"])
@@ -157,6 +160,11 @@ def fit_pca(X_train, y_train, X_test, ctx: FitContext) -> Fit:
     grid = [{"n_components": n} for n in log2_grid(n_max, space["points"])]
     if len(y_train) <= 3:  # too few to validate: every component, as the reference does
         grid = [{"n_components": n_max}]
+    if ctx.cfg.l2_solver == "batch":  # every width on every fold in one lbfgs run
+        widths = [p["n_components"] for p in grid]
+        model, params, val = select_width_batch(Z_train, y_train, widths, ctx.seed, ctx.n_classes)
+        Z_test = Z_test[:, : params["n_components"]]
+        return Fit(proba_full(model, Z_test, ctx.n_classes), params, val)
     model, params, val = select_by_validation(
         lambda p: logistic(1.0, "l2", ctx.seed, ctx.n_classes),
         grid,

@@ -198,14 +198,16 @@ def select_l2_batch(X, y, Cs: Sequence[float], seed: int, n_classes: int):
     splits = validation_splits(y, seed) if len(y) > 3 else []
     everything = [np.ones(len(y), dtype=bool)]
     if not splits:  # too few examples to validate: the default C, scored on training data
-        model = _Batch(y, everything, [1.0]).fit_lbfgs(X, 0, 1.0)
+        refit = _Batch(y, everything, [1.0])
+        model = refit.probe(refit.solve_lbfgs(X), 0, 1.0)
         return model, {"C": 1.0}, auc(y, proba_full(model, X, n_classes))
     Cs = sorted(Cs)
     batch = _Batch(y, [_rows(len(y), train) for train, _ in splits], Cs)
-    solution = lbfgs.solve(X, batch.targets, batch.rows, batch.Cs)
+    solution = batch.solve_lbfgs(X)
     mean = batch.validation_auc(solution, X, splits, n_classes, first_fold=0)
     best = last_argmax(mean)
-    model = _Batch(y, everything, [Cs[best]]).fit_lbfgs(X, 0, Cs[best])
+    refit = _Batch(y, everything, [Cs[best]])
+    model = refit.probe(refit.solve_lbfgs(X), 0, Cs[best])
     return model, {"C": float(Cs[best])}, float(mean[best])
 
 
@@ -216,47 +218,76 @@ def _rows(n: int, chosen: np.ndarray) -> np.ndarray:
 
 
 class _Batch:
-    """The binary problems of a logistic sweep, one per (fold, C, class): one-vs-rest over
-    the classes a fold's rows hold, the larger label alone with two."""
+    """The binary problems of a logistic sweep, one per (fold, setting, class), one-vs-rest
+    over the classes a fold's rows hold (the larger label alone with two). A setting is a C,
+    or for PCA's probe a number of leading columns (at C = 1)."""
 
-    def __init__(self, y: np.ndarray, folds: list[np.ndarray], Cs: Sequence[float]):
+    def __init__(self, y: np.ndarray, folds: list[np.ndarray], settings: Sequence[float]):
         self.y, self.folds = y, folds
-        self.problems = []  # (fold, C, class)
+        self.problems = []  # (fold, setting, class)
         for f, rows in enumerate(folds):
             classes = np.unique(y[rows])
             targets = classes[1:] if len(classes) == 2 else classes
-            self.problems += [(f, C, c) for C in Cs for c in targets]
+            self.problems += [(f, s, c) for s in settings for c in targets]
         self.targets = np.column_stack([y == c for _, _, c in self.problems])
         self.rows = np.column_stack([folds[f] for f, _, _ in self.problems])
-        self.Cs = np.array([C for _, C, _ in self.problems], dtype=float)
+        self.settings = np.array([s for _, s, _ in self.problems], dtype=float)
 
-    def probe(self, solution, f: int, C: float) -> LinearProbe:
-        picked = [i for i, (g, D, _) in enumerate(self.problems) if g == f and D == C]
+    def solve_lbfgs(self, X: np.ndarray, by: str = "C"):
+        if by == "C":
+            return lbfgs.solve(X, self.targets, self.rows, self.settings)
+        widths = self.settings.astype(int)
+        return lbfgs.solve(X, self.targets, self.rows, np.ones(len(widths)), features=widths)
+
+    def probe(self, solution, f: int, setting: float) -> LinearProbe:
+        picked = [i for i, (g, s, _) in enumerate(self.problems) if g == f and s == setting]
         classes = np.unique(self.y[self.folds[f]])
         return LinearProbe(solution.coef[picked], solution.intercept[picked], classes)
 
-    def fit_lbfgs(self, X: np.ndarray, f: int, C: float) -> LinearProbe:
-        return self.probe(lbfgs.solve(X, self.targets, self.rows, self.Cs), f, C)
-
     def validation_auc(self, solution, X, splits, n_classes: int, first_fold: int):
-        """Mean validation AUC per C (in the batch's C order) over the splits, whose
+        """Mean validation AUC per setting (in increasing order) over the splits, whose
         training rows are folds first_fold, first_fold + 1, ..."""
-        Cs = sorted({C for _, C, _ in self.problems})
+        settings = sorted({s for _, s, _ in self.problems})
         scores = np.array(
             [
                 [
                     auc(
                         self.y[va],
-                        proba_full(self.probe(solution, i + first_fold, C), X[va], n_classes),
+                        proba_full(self.probe(solution, i + first_fold, s), X[va], n_classes),
                     )
-                    for C in Cs
+                    for s in settings
                 ]
                 for i, (_, va) in enumerate(splits)
             ]
         )
         if not np.isfinite(scores).any():
-            return np.zeros(len(Cs))
+            return np.zeros(len(settings))
         return np.nanmean(scores, axis=0)
+
+
+def select_width_batch(
+    Z: np.ndarray, y: np.ndarray, widths: Sequence[int], seed: int, n_classes: int
+):
+    """PCA's probe search (`find_best_pcareg`) with `probe.l2_solver: batch`: the default
+    logistic regression on the first k columns of Z for every k of `widths` on every
+    validation fold as one batched lbfgs run; the best k by mean validation AUC (the first
+    of equals), refit on all training data. Returns the probe on the first k columns."""
+    splits = validation_splits(y, seed) if len(y) > 3 else []
+    everything = [np.ones(len(y), dtype=bool)]
+    if splits:
+        batch = _Batch(y, [_rows(len(y), train) for train, _ in splits], widths)
+        mean = batch.validation_auc(batch.solve_lbfgs(Z, by="width"), Z, splits, n_classes, 0)
+        mean = np.where(np.isfinite(mean), mean, -np.inf)
+        best = int(np.argmax(mean))
+        width, val = int(sorted(widths)[best]), float(mean[best])
+    else:
+        width, val = int(widths[0]), None
+    refit = _Batch(y, everything, [width])
+    model = refit.probe(refit.solve_lbfgs(Z, by="width"), 0, width)
+    model.coef_ = model.coef_[:, :width]
+    if val is None:  # too few examples to validate: scored on the training data
+        val = auc(y, proba_full(model, Z[:, :width], n_classes))
+    return model, {"n_components": width}, val
 
 
 def last_argmax(values: np.ndarray) -> int:
