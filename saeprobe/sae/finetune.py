@@ -30,7 +30,7 @@ from saeprobe.errors import ConfigError
 from saeprobe.sae.base import masked_topk, per_token_nmse, sparse_decode
 from saeprobe.sae.evaluate import ReconstructionTally
 from saeprobe.sae.topk import TopKSAE
-from saeprobe.sae.train import check_finite, optimizer_step
+from saeprobe.sae.train import adam, check_finite, optimizer_step
 
 
 @torch.no_grad()
@@ -98,7 +98,7 @@ def finetune_sae(
     epoch and after the last."""
     if not isinstance(sae, TopKSAE):
         raise ConfigError("fine-tuning follows the self-regularization paper and needs a TopK SAE")
-    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
+    opt = adam(sae, cfg.lr)
     history = []
     start = time.perf_counter()
     n_tokens = 0
