@@ -26,8 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy.optimize._dcsrch import DCSRCH
-from scipy.special import expit
+from torch.nn import functional as F
 
 MEMORY = 10  # scipy's default maxcor
 MAX_LINE_SEARCH = 50  # scikit-learn's maxls
@@ -49,15 +50,16 @@ class _Objective:
 
     def __init__(self, X, targets, rows, Cs, features):
         used = rows.any(1)  # rows no problem reads (a holdout's validation rows) drop out
-        # Problems along the first axis throughout: (B, n) @ (n, d) and (B, d) @ (d, n)
-        # run several times faster in BLAS than the same products with n first.
-        self.X = np.ascontiguousarray(X[used])
-        self.XT = np.ascontiguousarray(self.X.T)
-        self.Y = np.ascontiguousarray(targets[used].T, dtype=np.float64)
+        # In torch: for these skinny products its BLAS is about twice as fast as numpy's,
+        # and its softplus several times faster than numpy's logaddexp. Problems lie along
+        # the first axis throughout.
+        self.X = torch.from_numpy(np.ascontiguousarray(X[used], dtype=np.float64))
+        self.XT = self.X.T.contiguous()
+        self.Y = torch.from_numpy(np.ascontiguousarray(targets[used].T, dtype=np.float64))
         counts = rows[used].sum(0).astype(float)
         if (counts == 0).any():
             raise ValueError("a problem has no rows")
-        self.weights = np.ascontiguousarray((rows[used] / counts).T)  # means over own rows
+        self.weights = torch.from_numpy(np.ascontiguousarray((rows[used] / counts).T))
         self.l2 = 1.0 / (np.asarray(Cs, dtype=float) * counts)
         d = X.shape[1]
         self.mask = np.ones((len(counts), d + 1))
@@ -68,14 +70,18 @@ class _Objective:
     def __call__(self, index: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Objectives (len(index),) and gradients (len(index), d + 1) at the rows of W."""
         d = self.X.shape[1]
-        raw = W[:, :d] @ self.XT + W[:, d:]
-        w, y = self.weights[index], self.Y[index]
-        loss = (w * (np.logaddexp(0.0, raw) - y * raw)).sum(1)
-        residual = w * (expit(raw) - y)
+        weights = np.ascontiguousarray(W[:, :d])
+        rows = torch.from_numpy(index)
+        raw = torch.from_numpy(weights) @ self.XT + torch.from_numpy(W[:, d:])
+        w, y = self.weights[rows], self.Y[rows]
+        # softplus(z) = log(1 + e^z), exactly up to z = 50 (beyond it, e^-50 is below eps)
+        loss = (w * (F.softplus(raw, threshold=50.0) - y * raw)).sum(1).numpy()
+        residual = w * (torch.sigmoid(raw) - y)
         grad = np.empty_like(W)
-        grad[:, :d] = residual @ self.X + self.l2[index, None] * W[:, :d]
-        grad[:, d] = residual.sum(1)
-        loss += 0.5 * self.l2[index] * np.einsum("bd,bd->b", W[:, :d], W[:, :d])
+        grad[:, :d] = (residual @ self.X).numpy()
+        grad[:, :d] += self.l2[index, None] * weights
+        grad[:, d] = residual.sum(1).numpy()
+        loss += 0.5 * self.l2[index] * np.einsum("bd,bd->b", weights, weights)
         return loss, grad * self.mask[index]
 
 
@@ -102,23 +108,24 @@ class _Memory:
         Nocedal and Schnabel (1994). Padding pairs are zero; giving them a unit diagonal in
         R keeps the solves regular and their coefficients zero."""
         S, Y, count = self.S[index], self.Y[index], self.count[index]
-        SY = S @ Y.transpose(0, 2, 1)  # (P, m, m): s_i . y_j
+        YT = Y.transpose(0, 2, 1)
+        SY = S @ YT  # (P, m, m): s_i . y_j
         padding = np.arange(MEMORY)[None, :] >= count[:, None]
-        R = np.triu(SY) + np.einsum("pi,ij->pij", padding, np.eye(MEMORY))
+        eye = np.eye(MEMORY)
+        R = np.triu(SY) + padding[:, :, None] * eye
         newest = np.maximum(count - 1, 0)
         rows = np.arange(len(index))
-        y_new = Y[rows, newest]
-        yy = np.einsum("pd,pd->p", y_new, y_new)
+        YY = Y @ YT
+        yy = YY[rows, newest, newest]
         gamma = np.where(count > 0, SY[rows, newest, newest] / np.where(yy > 0, yy, 1.0), 1.0)
-        a = np.einsum("pmd,pd->pm", S, G)
-        b = np.einsum("pmd,pd->pm", Y, G)
+        a = (S @ G[..., None])[..., 0]
+        b = (Y @ G[..., None])[..., 0]
         v = -np.linalg.solve(R, a[..., None])[..., 0]
-        middle = np.einsum("pi,ij->pij", np.diagonal(SY, axis1=1, axis2=2), np.eye(MEMORY))
-        middle += gamma[:, None, None] * (Y @ Y.transpose(0, 2, 1))
-        rhs = -np.einsum("pij,pj->pi", middle, v) - gamma[:, None] * b
+        middle = np.diagonal(SY, axis1=1, axis2=2)[:, :, None] * eye + gamma[:, None, None] * YY
+        rhs = -(middle @ v[..., None])[..., 0] - gamma[:, None] * b
         u = np.linalg.solve(R.transpose(0, 2, 1), rhs[..., None])[..., 0]
-        Hg = gamma[:, None] * G + np.einsum("pmd,pm->pd", S, u)
-        Hg += gamma[:, None] * np.einsum("pmd,pm->pd", Y, v)
+        Hg = gamma[:, None] * G + (u[:, None, :] @ S)[:, 0]
+        Hg += gamma[:, None] * (v[:, None, :] @ Y)[:, 0]
         return -Hg
 
 
