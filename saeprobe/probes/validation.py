@@ -192,22 +192,19 @@ def select_l1_path(X, y, Cs: Sequence[float], seed: int, n_classes: int, epochs:
 def select_l2_batch(X, y, Cs: Sequence[float], seed: int, n_classes: int):
     """`find_best_reg(penalty="l2")` with `probe.l2_solver: batch`: the reference's lbfgs
     fits of every C on every validation fold, one-vs-rest for several classes, as one
-    batched run (`saeprobe.probes.lbfgs`); then the chosen C refit on all training data.
-    Selection as `select_logistic`: best mean validation AUC, ties to the largest C."""
-    X = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
+    batched run (`saeprobe.probes.lbfgs`). Selection as `select_logistic` (best mean
+    validation AUC, ties to the largest C), and so is the refit: scikit-learn's own fit on
+    the training set shuffled by the seed, the reference's probe itself."""
     splits = validation_splits(y, seed) if len(y) > 3 else []
-    everything = [np.ones(len(y), dtype=bool)]
-    if not splits:  # too few examples to validate: the default C, scored on training data
-        refit = _Batch(y, everything, [1.0])
-        model = refit.probe(refit.solve_lbfgs(X), 0, 1.0)
-        return model, {"C": 1.0}, auc(y, proba_full(model, X, n_classes))
+    if not splits:  # too few to validate: as select_logistic
+        return select_logistic(X, y, Cs, "l2", seed, n_classes)
+    X = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
     Cs = sorted(Cs)
     batch = _Batch(y, [_rows(len(y), train) for train, _ in splits], Cs)
-    solution = batch.solve_lbfgs(X)
-    mean = batch.validation_auc(solution, X, splits, n_classes, first_fold=0)
+    mean = batch.validation_auc(batch.solve_lbfgs(X), X, splits, n_classes, first_fold=0)
     best = last_argmax(mean)
-    refit = _Batch(y, everything, [Cs[best]])
-    model = refit.probe(refit.solve_lbfgs(X), 0, Cs[best])
+    order = np.random.RandomState(seed).permutation(len(y))
+    model = fit_quietly(logistic(Cs[best], "l2", seed, n_classes), X[order], y[order])
     return model, {"C": float(Cs[best])}, float(mean[best])
 
 
@@ -271,20 +268,17 @@ def select_width_batch(
     """PCA's probe search (`find_best_pcareg`) with `probe.l2_solver: batch`: the default
     logistic regression on the first k columns of Z for every k of `widths` on every
     validation fold as one batched lbfgs run; the best k by mean validation AUC (the first
-    of equals), refit on all training data. Returns the probe on the first k columns."""
+    of equals), refit by scikit-learn on all training data, as the reference refits.
+    Returns the probe of the first k columns."""
     splits = validation_splits(y, seed) if len(y) > 3 else []
-    everything = [np.ones(len(y), dtype=bool)]
+    width, val = int(widths[0]), None
     if splits:
         batch = _Batch(y, [_rows(len(y), train) for train, _ in splits], widths)
         mean = batch.validation_auc(batch.solve_lbfgs(Z, by="width"), Z, splits, n_classes, 0)
         mean = np.where(np.isfinite(mean), mean, -np.inf)
         best = int(np.argmax(mean))
         width, val = int(sorted(widths)[best]), float(mean[best])
-    else:
-        width, val = int(widths[0]), None
-    refit = _Batch(y, everything, [width])
-    model = refit.probe(refit.solve_lbfgs(Z, by="width"), 0, width)
-    model.coef_ = model.coef_[:, :width]
+    model = fit_quietly(logistic(1.0, "l2", seed, n_classes), Z[:, :width], y)
     if val is None:  # too few examples to validate: scored on the training data
         val = auc(y, proba_full(model, Z[:, :width], n_classes))
     return model, {"n_components": width}, val
