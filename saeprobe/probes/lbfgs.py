@@ -10,7 +10,7 @@ algorithm for B problems in lock step:
     objective  mean log-loss over the problem's rows + 1 / (2 C n) |w|^2 (intercept free)
     start      w = 0; the first step min(1 / |g|, 1e10) along -g, later steps start at 1
     direction  -H g, H the limited-memory BFGS inverse of the last 10 pairs scaled by
-               s'y / y'y, in L-BFGS-B's compact form (with no bounds it is exactly this)
+               s'y / y'y (with no bounds, L-BFGS-B's compact form is exactly this)
     step       Moré-Thuente (scipy's DCSRCH, ftol 1e-3, gtol 0.9, xtol 0.1), at most 50
                evaluations, else the memory is dropped and the iteration restarts
     update     skipped when s'y <= eps * (-g'd) * step
@@ -93,40 +93,40 @@ class _Memory:
         self.Y = np.zeros((B, MEMORY, size))
         self.count = np.zeros(B, dtype=int)
 
-    def add(self, b: int, s: np.ndarray, y: np.ndarray) -> None:
-        if self.count[b] == MEMORY:
-            self.S[b, :-1], self.Y[b, :-1] = self.S[b, 1:].copy(), self.Y[b, 1:].copy()
-            self.count[b] -= 1
-        self.S[b, self.count[b]], self.Y[b, self.count[b]] = s, y
-        self.count[b] += 1
+    def add(self, index: np.ndarray, s: np.ndarray, y: np.ndarray) -> None:
+        """Append a pair to each problem of `index`, dropping the oldest of a full memory."""
+        full = index[self.count[index] == MEMORY]
+        if len(full):
+            self.S[full, :-1], self.Y[full, :-1] = self.S[full, 1:], self.Y[full, 1:]
+            self.count[full] -= 1
+        slot = self.count[index]
+        self.S[index, slot], self.Y[index, slot] = s, y
+        self.count[index] += 1
 
     def clear(self, b: int) -> None:
         self.S[b], self.Y[b], self.count[b] = 0.0, 0.0, 0
 
     def directions(self, index: np.ndarray, G: np.ndarray) -> np.ndarray:
-        """-H g for the problems `index` at gradients G, by the compact form of Byrd,
-        Nocedal and Schnabel (1994). Padding pairs are zero; giving them a unit diagonal in
-        R keeps the solves regular and their coefficients zero."""
+        """-H g for the problems `index` at gradients G, H in the compact form of Byrd,
+        Nocedal and Schnabel (1994) that L-BFGS-B keeps, scaled by s'y / y'y of the newest
+        pair, for all of them in a few batched products. Padding pairs are zero; a unit
+        diagonal in R keeps the solves regular and their coefficients zero."""
         S, Y, count = self.S[index], self.Y[index], self.count[index]
         YT = Y.transpose(0, 2, 1)
-        SY = S @ YT  # (P, m, m): s_i . y_j
-        padding = np.arange(MEMORY)[None, :] >= count[:, None]
+        SY, YY = S @ YT, Y @ YT  # (P, m, m)
         eye = np.eye(MEMORY)
-        R = np.triu(SY) + padding[:, :, None] * eye
-        newest = np.maximum(count - 1, 0)
-        rows = np.arange(len(index))
-        YY = Y @ YT
-        yy = YY[rows, newest, newest]
-        gamma = np.where(count > 0, SY[rows, newest, newest] / np.where(yy > 0, yy, 1.0), 1.0)
-        a = (S @ G[..., None])[..., 0]
-        b = (Y @ G[..., None])[..., 0]
+        padding = np.arange(MEMORY)[None, :] >= count[:, None]
+        R = np.triu(SY) + padding[:, :, None] * eye  # R[i, j] = s_i . y_j, i <= j
+        newest, rows = np.maximum(count - 1, 0), np.arange(len(index))
+        sy, yy = SY[rows, newest, newest], YY[rows, newest, newest]
+        gamma = np.where(count > 0, sy / np.where(yy > 0, yy, 1.0), 1.0)
+        a, b = (S @ G[..., None])[..., 0], (Y @ G[..., None])[..., 0]
         v = -np.linalg.solve(R, a[..., None])[..., 0]
         middle = np.diagonal(SY, axis1=1, axis2=2)[:, :, None] * eye + gamma[:, None, None] * YY
         rhs = -(middle @ v[..., None])[..., 0] - gamma[:, None] * b
         u = np.linalg.solve(R.transpose(0, 2, 1), rhs[..., None])[..., 0]
         Hg = gamma[:, None] * G + (u[:, None, :] @ S)[:, 0]
-        Hg += gamma[:, None] * (v[:, None, :] @ Y)[:, 0]
-        return -Hg
+        return -(Hg + gamma[:, None] * (v[:, None, :] @ Y)[:, 0])
 
 
 def solve(
@@ -182,45 +182,45 @@ def solve(
         direction[index], gd_start[index] = D, gd
         return going
 
-    pending = start(np.flatnonzero(~done))
-    while pending:
-        index = np.array(pending)
-        evaluations[index] += 1
-        restart = [b for b in index if evaluations[b] > MAX_LINE_SEARCH]
+    pending = np.array(start(np.flatnonzero(~done)), dtype=int)
+    while len(pending):
+        evaluations[pending] += 1
+        restart = pending[evaluations[pending] > MAX_LINE_SEARCH]
         for b in restart:  # too many evaluations: back to the start, without memory
             x[b], f[b], g[b] = start_x[b], start_f[b], start_g[b]
-            if memory.count[b] == 0:
-                done[b] = True
+            done[b] = memory.count[b] == 0
             memory.clear(b)
-        index = np.array([b for b in index if evaluations[b] <= MAX_LINE_SEARCH], dtype=int)
-        pending = start(np.array([b for b in restart if not done[b]], dtype=int))
+        index = pending[evaluations[pending] <= MAX_LINE_SEARCH]
+        again = start(restart[~done[restart]])
         if len(index) == 0:
+            pending = np.array(again, dtype=int)
             continue
         trial = start_x[index] + step[index, None] * direction[index]
         f_trial, g_trial = objective(index, trial)
         gd = np.einsum("pd,pd->p", g_trial, direction[index])
-        finished = []
+        moved = np.zeros(len(index), dtype=bool)
         for i, b in enumerate(index):
             step[b], _, _, tasks[b] = searches[b]._iterate(step[b], f_trial[i], gd[i], tasks[b])
             if tasks[b][:2] == b"FG":
-                pending.append(b)
-                continue
-            if tasks[b][:5] == b"ERROR":
+                again.append(b)
+            elif tasks[b][:5] == b"ERROR":
                 done[b] = True
-                continue
-            # CONV or WARN: L-BFGS-B moves to the point just evaluated either way.
-            x[b], f[b], g[b] = trial[i], f_trial[i], g_trial[i]
-            iterations[b] += 1
-            if iterations[b] >= max_iter:
-                done[b] = True
-            elif np.abs(g[b]).max() <= tol or start_f[b] - f[b] <= FTOL * max(
-                abs(start_f[b]), abs(f[b]), 1.0
-            ):
-                done[b] = converged[b] = True
-            else:
-                s, y = step[b] * direction[b], g[b] - start_g[b]
-                if s @ y > EPS * (-gd_start[b] * step[b]):
-                    memory.add(b, s, y)
-                finished.append(b)
-        pending += start(np.array(finished, dtype=int))
+            else:  # CONV or WARN: L-BFGS-B moves to the point just evaluated either way
+                moved[i] = True
+        # The iteration's end for every problem whose line search ended, together.
+        m, where = index[moved], np.flatnonzero(moved)
+        x[m], f[m], g[m] = trial[where], f_trial[where], g_trial[where]
+        iterations[m] += 1
+        at_cap = iterations[m] >= max_iter
+        scale = np.maximum(np.maximum(np.abs(start_f[m]), np.abs(f[m])), 1.0)
+        small = (np.abs(g[m]).max(1) <= tol) | (start_f[m] - f[m] <= FTOL * scale)
+        converged[m[~at_cap & small]] = True
+        done[m[at_cap | small]] = True
+        going = m[~(at_cap | small)]
+        s = step[going, None] * direction[going]
+        y = g[going] - start_g[going]
+        sy = np.einsum("pd,pd->p", s, y)
+        update = sy > EPS * (-gd_start[going] * step[going])
+        memory.add(going[update], s[update], y[update])
+        pending = np.array(again + start(going), dtype=int)
     return Solution(x[:, :-1].copy(), x[:, -1].copy(), iterations, converged)
