@@ -16,9 +16,10 @@ package's imports need libraries saeprobe does not):
     sae_top<k>            run_sae_evals.get_sorted_indices + find_best_reg(penalty l1)
 
 and prints, per method and regime, the mean |test AUC difference|, the fits, and both wall
-times with their ratio (reference / saeprobe). Both run on one BLAS thread, as each of the
-pipeline's sweep workers does (joblib gives a worker its share of the cores): small fits
-spend more time waking BLAS threads than computing.
+times with their ratio (reference / saeprobe). Both run on one BLAS and OpenMP thread (torch's
+too, which the batched lbfgs uses), as each of the pipeline's sweep workers does (joblib
+gives a worker its share of the cores): small fits spend more time waking threads than
+computing.
 """
 
 from __future__ import annotations
