@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+# The Moré-Thuente line search L-BFGS-B runs; a private module, so constraints.txt pins scipy.
 from scipy.optimize._dcsrch import DCSRCH
 from torch.nn import functional as F
 
