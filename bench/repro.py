@@ -34,7 +34,7 @@ def run_stamped(repo: Path, params: Path | None, folder: Path) -> Path:
         shutil.copy(params, folder / "params.yaml")
     log = folder / "repro.log"
     start = time.monotonic()
-    with log.open("w") as out:
+    with log.open("w", buffering=1) as out:  # line-buffered: the log can be watched
         proc = subprocess.Popen(
             ["make", "repro"],
             cwd=folder,
