@@ -16,8 +16,9 @@ algorithm for B problems in lock step:
     update     skipped when s'y <= eps * (-g'd) * step
     stop       max |g| <= tol, or a relative decrease <= 64 eps, or `max_iter` iterations
 
-The function evaluations and the directions are computed for every problem that needs one
-as batched matrix products; only the line searches' bookkeeping runs per problem. Rounding
+The function evaluations, the directions and the end of each iteration (the move, the
+stopping tests, the memory update) are batched over the problems that need them; the line
+search's state machine, and a restart when one fails, run per problem. Rounding
 differs from scikit-learn's (sums run in another order), so an unconverged probe lands near,
 not on, the reference's: bench/probes.py measures how near."""
 

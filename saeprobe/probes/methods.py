@@ -163,17 +163,16 @@ def fit_pca(X_train, y_train, X_test, ctx: FitContext) -> Fit:
     if ctx.cfg.l2_solver == "batch":  # every width on every fold in one lbfgs run
         widths = [p["n_components"] for p in grid]
         model, params, val = select_width_batch(Z_train, y_train, widths, ctx.seed, ctx.n_classes)
-        Z_test = Z_test[:, : params["n_components"]]
-        return Fit(proba_full(model, Z_test, ctx.n_classes), params, val)
-    model, params, val = select_by_validation(
-        lambda p: logistic(1.0, "l2", ctx.seed, ctx.n_classes),
-        grid,
-        Z_train,
-        y_train,
-        ctx.seed,
-        ctx.n_classes,
-        view=lambda p, Z: Z[:, : p["n_components"]],
-    )
+    else:
+        model, params, val = select_by_validation(
+            lambda p: logistic(1.0, "l2", ctx.seed, ctx.n_classes),
+            grid,
+            Z_train,
+            y_train,
+            ctx.seed,
+            ctx.n_classes,
+            view=lambda p, Z: Z[:, : p["n_components"]],
+        )
     Z_test = Z_test[:, : params["n_components"]]
     return Fit(proba_full(model, Z_test, ctx.n_classes), params, val)
 

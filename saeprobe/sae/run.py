@@ -63,19 +63,6 @@ def lm_loss(model_cfg: ModelConfig, sae: SparseAutoencoder, data: LayerData, tex
     return ce_loss_recovered(lm, sae, data.layer, texts, data.store.max_length)
 
 
-def evaluate(
-    sae: SparseAutoencoder,
-    data: LayerData,
-    docs: np.ndarray,
-    *,
-    model_cfg: ModelConfig,
-    eval_cfg: SAEEvalConfig,
-) -> dict:
-    """Reconstruction figures on `docs`, and the spliced-in LM loss on the first few."""
-    metrics = reconstruction_metrics(sae, data.one_pass(docs))
-    return metrics | lm_metrics(sae, data, docs, model_cfg=model_cfg, eval_cfg=eval_cfg)
-
-
 def lm_metrics(
     sae: SparseAutoencoder,
     data: LayerData,
@@ -156,7 +143,8 @@ def pretrain_layer(
         training = train_sae(sae, batches, cfg, progress)
     metrics = {
         "training": training,
-        "eval": evaluate(sae, data, eval_docs, model_cfg=model_cfg, eval_cfg=eval_cfg),
+        "eval": reconstruction_metrics(sae, data.one_pass(eval_docs))
+        | lm_metrics(sae, data, eval_docs, model_cfg=model_cfg, eval_cfg=eval_cfg),
         "width": sae.cfg.d_sae,
     }
     publish(sae, data, model_cfg=model_cfg, eval_cfg=eval_cfg, outputs=outputs, metrics=metrics)
