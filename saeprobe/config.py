@@ -91,6 +91,7 @@ SECTIONS = (
     "probe_report",
     "regimes",
     "probe_datasets",
+    "finetune_datasets",
     "unintended",
     "selfreg",
     "transfer",
@@ -958,6 +959,7 @@ def validate_all(params: dict[str, Any]) -> None:
     check_selfreg(params, names, extract.layers)
     check_transfer(params, names)
     check_cross_model(params, names)
+    check_finetune_datasets(params, names)
     multi = multitoken_config(params)
     unknown = [name for name in multi.datasets if name not in names]
     if unknown:
@@ -1029,6 +1031,49 @@ def probe_datasets(params: dict[str, Any]) -> list[str]:
     if len(set(names)) != len(names):
         raise ConfigError(f"params: 'probe_datasets' lists a data set twice: {names}")
     return names
+
+
+def finetune_datasets(params: dict[str, Any]) -> list[str]:
+    """The data sets whose SAEs finetune_sae fine-tunes (at every extracted layer)."""
+    value = section(params, "finetune_datasets")
+    names = _coerce(value, list[str], "finetune_datasets")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"params: 'finetune_datasets' lists a data set twice: {names}")
+    return names
+
+
+def finetuned_readers(params: dict[str, Any]) -> dict[str, list[str]]:
+    """Each data set whose fine-tuned SAEs some stage reads, with the params that say so."""
+    readers: dict[str, list[str]] = {}
+    for name in probe_datasets(params):  # features@ encodes with both SAEs
+        readers.setdefault(name, []).append("probe_datasets")
+    if "finetuned" in transfer_fitting_config(params).saes:
+        for pair, cfg in transfer_config(params).pairs.items():
+            readers.setdefault(cfg.train, []).append(f"transfer.pairs.{pair}.train")
+        for name in cross_model_config(params).datasets:
+            readers.setdefault(name, []).append("cross_model.datasets")
+    for name in unintended_config(params).benchmarks:
+        readers.setdefault(name, []).append("unintended.benchmarks")
+    return readers
+
+
+def check_finetune_datasets(params: dict[str, Any], datasets: list[str]) -> None:
+    """Every data set listed is defined, and every fine-tuned SAE a stage reads is made."""
+    names = finetune_datasets(params)
+    unknown = [name for name in names if name not in datasets]
+    if unknown:
+        raise ConfigError(
+            f"params: 'finetune_datasets' names {unknown}, which 'datasets' does not define"
+        )
+    missing = {
+        name: where for name, where in finetuned_readers(params).items() if name not in names
+    }
+    if missing:
+        said = "; ".join(f"{name} (read through {', '.join(w)})" for name, w in missing.items())
+        raise ConfigError(
+            f"params: 'finetune_datasets' lacks {list(missing)}, whose fine-tuned SAEs other "
+            f"stages read: {said}. Add them to 'finetune_datasets'"
+        )
 
 
 def _unintended(params: dict[str, Any]) -> dict[str, Any]:

@@ -52,6 +52,7 @@ def test_every_reader_accepts_the_default_params():
         config.layers,
         config.seed,
         config.probe_datasets,
+        config.finetune_datasets,
         config.unintended_config,
         config.selfreg_config,
         config.transfer_config,
@@ -124,6 +125,44 @@ def test_a_non_topk_sae_architecture_is_refused_since_every_sae_is_fine_tuned():
         config.validate_all(params)
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        # a probe data set: features@ encodes its documents with its fine-tuned SAE
+        (lambda p: p["finetune_datasets"].remove("bbc"), r"lacks \['bbc'\].*probe_datasets"),
+        # a transfer source: its probes read the SAE fine-tuned on it
+        (
+            lambda p: p["finetune_datasets"].remove("toxicity"),
+            r"lacks \['toxicity'\].*transfer.pairs.toxicity-hate.train",
+        ),
+        (
+            lambda p: p["finetune_datasets"].remove("truthqa_tf"),
+            r"lacks \['truthqa_tf'\].*cross_model.datasets",
+        ),
+        (
+            lambda p: p["finetune_datasets"].remove("sentiment_cue"),
+            r"lacks \['sentiment_cue'\].*unintended.benchmarks",
+        ),
+        (lambda p: p["finetune_datasets"].append("nope"), r"names \['nope'\], which 'datasets'"),
+        (lambda p: p["finetune_datasets"].append("spam"), "lists a data set twice"),
+    ],
+)
+def test_finetune_datasets_must_cover_every_fine_tuned_sae_a_stage_reads(change, message):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    change(params)
+    with pytest.raises(ConfigError, match=message):
+        config.validate_all(params)
+
+
+def test_transfer_targets_need_no_fine_tuned_sae_unless_a_stage_reads_it():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert "movie_sentiment" not in params["finetune_datasets"]
+    config.validate_all(params)
+    params["transfer"]["saes"] = ["pretrained"]
+    params["finetune_datasets"].remove("toxicity")
+    config.validate_all(params)  # no stage reads toxicity's fine-tuned SAE now
+
+
 def test_the_readmes_selfreg_preset_is_valid_params():
     import re
 
@@ -170,6 +209,7 @@ def test_params_stay_valid_yaml_after_dvc_rewrites_them(name, tmp_path):
 FULL_RUN_SCALE = {
     ("datasets",),
     ("probe_datasets",),
+    ("finetune_datasets",),
     ("sae_eval", "ce_docs"),
     ("probe", "sae_k"),
     ("probe", "grids", "xgboost", "trials"),
