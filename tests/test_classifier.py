@@ -16,7 +16,7 @@ from saeprobe.config import ProbeConfig
 from saeprobe.errors import ConfigError
 from saeprobe.probes.choice import choose_probe, train_classifier
 from saeprobe.probes.methods import FitContext, fit_top_k
-from saeprobe.probes.sweep import RESULT_SCHEMA
+from saeprobe.probes.schema import RESULT_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 

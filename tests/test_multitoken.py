@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 from saeprobe.config import AttentionProbeConfig, MultiTokenConfig, ProbeConfig, RegimeConfig
 from saeprobe.probes.attention import fit_attention_probe, pad
 from saeprobe.probes.multitoken import concat_pca_features, multitoken_fits
-from saeprobe.probes.sweep import RESULT_SCHEMA
+from saeprobe.probes.schema import RESULT_SCHEMA
 from saeprobe.regimes import sample
 
 

@@ -13,8 +13,9 @@ from saeprobe.config import ProbeConfig, RegimeConfig, check_grids
 from saeprobe.errors import ConfigError, Infeasible
 from saeprobe.features import pool_latents
 from saeprobe.probes.methods import FitContext, fit_method, rank_latents
+from saeprobe.probes.schema import RESULT_SCHEMA
 from saeprobe.probes.summary import quiver, summarize, with_labels
-from saeprobe.probes.sweep import RESULT_SCHEMA, FitFailed, Representation, run_sweep
+from saeprobe.probes.sweep import FitFailed, Representation, run_sweep
 from saeprobe.probes.validation import auc, select_logistic, validation_splits
 
 

@@ -14,8 +14,9 @@ from saeprobe.config import ProbeConfig, ProbeReportConfig, RegimeConfig
 from saeprobe.data.sources import package_dir
 from saeprobe.probes import methods
 from saeprobe.probes.methods import FitContext, fit_method, rank_latents
+from saeprobe.probes.schema import RESULT_SCHEMA
 from saeprobe.probes.summary import quiver, summarize, with_labels
-from saeprobe.probes.sweep import RESULT_SCHEMA, Representation, methods_for
+from saeprobe.probes.sweep import Representation, methods_for
 from saeprobe.probes.validation import logistic
 from saeprobe.regimes import sample
 

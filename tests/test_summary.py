@@ -2,6 +2,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from saeprobe.probes.schema import RESULT_SCHEMA
 from saeprobe.probes.summary import (
     binarized_bars,
     bootstrap_ci,
@@ -12,7 +13,6 @@ from saeprobe.probes.summary import (
     sae_k_curve,
     with_labels,
 )
-from saeprobe.probes.sweep import RESULT_SCHEMA
 
 COLUMNS = ("test_dataset", "layer", "representation", "method", "seed", "roc_auc", "val_auc")
 

@@ -11,7 +11,8 @@ import scipy.sparse as sp
 from saeprobe import config
 from saeprobe.config import ProbeConfig, TransferConfig, TransferPairConfig
 from saeprobe.errors import ConfigError
-from saeprobe.probes.sweep import RESULT_SCHEMA, Representation
+from saeprobe.probes.schema import RESULT_SCHEMA
+from saeprobe.probes.sweep import Representation
 from saeprobe.transfer.fit import PairedRepresentation, methods_for, run_transfer
 from saeprobe.transfer.split import source_name, target_name, transfer_target
 from saeprobe.transfer.summary import interval, summarize_transfer

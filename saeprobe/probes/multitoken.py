@@ -18,7 +18,8 @@ from saeprobe.config import MultiTokenConfig, ProbeConfig, RegimeConfig
 from saeprobe.errors import Infeasible
 from saeprobe.probes.attention import fit_attention_probe
 from saeprobe.probes.methods import FitContext, fit_method
-from saeprobe.probes.sweep import fit_summary, results_frame, run_parallel, scores
+from saeprobe.probes.schema import results_frame
+from saeprobe.probes.sweep import fit_summary, run_parallel, scores
 from saeprobe.regimes import sample
 from saeprobe.store import TokenStore
 

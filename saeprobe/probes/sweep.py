@@ -23,34 +23,9 @@ from sklearn.metrics import accuracy_score, f1_score
 from saeprobe.config import ProbeConfig, RegimeConfig
 from saeprobe.errors import ConfigError, Infeasible
 from saeprobe.probes.methods import METHODS, FitContext, fit_method
+from saeprobe.probes.schema import results_frame
 from saeprobe.probes.validation import auc
 from saeprobe.regimes import Sample, sample
-
-RESULT_SCHEMA = {
-    "train_dataset": pl.String,
-    "test_dataset": pl.String,
-    "layer": pl.Int64,
-    "representation": pl.String,
-    "pooling": pl.String,
-    "pooling_comparison": pl.Boolean,
-    "method": pl.String,
-    "regime": pl.String,
-    "level": pl.Float64,
-    "seed": pl.Int64,
-    "roc_auc": pl.Float64,
-    "accuracy": pl.Float64,
-    "macro_f1": pl.Float64,
-    "val_auc": pl.Float64,
-    "n_train": pl.Int64,
-    "n_test": pl.Int64,
-    # Unlabeled texts of the task the SAE was fine-tuned on (0: hidden states, text or a
-    # pretrained SAE). Above n_train, the SAE probe drew on more of the task than its labels.
-    "sae_task_docs": pl.Int64,
-    "params": pl.String,
-    "status": pl.String,
-    "message": pl.String,
-}
-
 
 SCHEDULER_TIMEOUT_S = 30  # how long to wait for probe.scheduler to answer
 
@@ -300,8 +275,3 @@ def run_parallel(tasks: list, cfg: ProbeConfig) -> list:
         ) from exc
     with client, parallel_config(backend="dask"):
         return Parallel(n_jobs=cfg.n_jobs)(tasks)
-
-
-def results_frame(rows: list[dict]) -> pl.DataFrame:
-    full = [{key: row.get(key) for key in RESULT_SCHEMA} for row in rows]
-    return pl.DataFrame(full, schema=RESULT_SCHEMA)

@@ -17,13 +17,8 @@ from sklearn.linear_model import LogisticRegression
 from saeprobe.config import ProbeConfig, TransferConfig, TransferPairConfig
 from saeprobe.errors import ConfigError, Infeasible
 from saeprobe.probes.methods import METHODS, Fit, FitContext, fit_method
-from saeprobe.probes.sweep import (
-    Representation,
-    fit_summary,
-    results_frame,
-    run_parallel,
-    scores,
-)
+from saeprobe.probes.schema import results_frame
+from saeprobe.probes.sweep import Representation, fit_summary, run_parallel, scores
 from saeprobe.regimes import balanced
 from saeprobe.transfer.split import TransferTarget, source_name, target_name
 
