@@ -806,6 +806,26 @@ def sae_eval_config(params: dict[str, Any]) -> SAEEvalConfig:
     return parse(SAEEvalConfig, section(params, "sae_eval"), "sae_eval")
 
 
+SAE_CARD_KEYS = ("card_top", "card_context_chars")
+
+
+def sae_card_config(params: dict[str, Any]) -> SAEEvalConfig:
+    """sae_eval's feature-card keys alone (the SAE stages'; sae_ce reads ce_docs)."""
+    cards = section_keys(params, "sae_eval", SAE_CARD_KEYS)
+    return parse(SAEEvalConfig, {**cards, "ce_docs": 0}, "sae_eval")
+
+
+def ce_docs(params: dict[str, Any]) -> int:
+    value = field_value(params, SAEEvalConfig, "sae_eval", "ce_docs")
+    if value < 0:
+        raise ConfigError(f"params: 'sae_eval.ce_docs' is {value}; expected 0 or more")
+    return value
+
+
+def max_length(params: dict[str, Any]) -> int:
+    return field_value(params, ExtractConfig, "extract", "max_length")
+
+
 def features_config(params: dict[str, Any]) -> FeaturesConfig:
     cfg = parse(FeaturesConfig, section(params, "features"), "features")
     check_names(cfg.pooling, FEATURE_POOLINGS, "features.pooling")
@@ -946,6 +966,7 @@ def validate_all(params: dict[str, Any]) -> None:
     sae = sae_train_config(params)
     finetune_config(params)
     sae_eval_config(params)
+    ce_docs(params)
     features = features_config(params)
     probe = probe_config(params)
     report = probe_report_config(params)

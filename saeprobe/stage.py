@@ -53,6 +53,11 @@ def sae_report(layer: int, name: str = "pretrained") -> Path:
     return REPORTS / "sae" / f"L{layer}" / f"{name}.json"
 
 
+def sae_ce_report(layer: int) -> Path:
+    """The spliced-in LM loss of every SAE of a layer (sae_ce@<layer>), by SAE name."""
+    return REPORTS / "sae" / f"ce_L{layer}.json"
+
+
 def sae_variant_dir(name: str, layer: int, variant: str) -> Path:
     """The saved SAE behind `variant`: the pretrained one, or the one fine-tuned on `name`."""
     return sae_dir(layer, "pretrained" if variant == "pretrained" else name) / "sae"

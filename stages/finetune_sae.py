@@ -16,7 +16,7 @@ def main(name: str, layer: str) -> None:
             pretrained=sae_dir(layer) / "sae",
             cfg=config.finetune_config(params),
             model_cfg=config.model_config(params),
-            eval_cfg=config.sae_eval_config(params),
+            eval_cfg=config.sae_card_config(params),
             seed=config.seed(params),
             outputs=SAEOutputs(sae_dir(layer, name), sae_report(layer, name)),
         )

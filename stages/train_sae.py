@@ -1,4 +1,5 @@
-"""train_sae@<layer>: pretrain an SAE on the corpus (or load a published one), evaluate it."""
+"""train_sae@<layer>: pretrain an SAE on the corpus (or load a published one), evaluate its
+reconstruction of the held-out tokens."""
 
 from saeprobe import config
 from saeprobe.data.schema import read_prepared
@@ -15,7 +16,7 @@ def main(layer: str) -> None:
             LayerData(store, layer, read_prepared(CORPUS_TEXTS)),
             cfg=config.sae_train_config(params),
             model_cfg=config.model_config(params),
-            eval_cfg=config.sae_eval_config(params),
+            eval_cfg=config.sae_card_config(params),
             seed=config.seed(params),
             outputs=SAEOutputs(sae_dir(layer), sae_report(layer)),
         )

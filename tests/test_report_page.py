@@ -332,3 +332,20 @@ def test_the_chromium_check_sees_a_script_error(tmp_path):
     page = tmp_path / "broken.html"
     page.write_text(f"<html><head>{ERROR_PROBE}</head><body><script>nowhere();</script></body>")
     assert "data-errors" in chromium(page, "--dump-dom")
+
+
+def test_the_report_joins_each_layers_lm_loss_to_its_saes_figures(tmp_path, monkeypatch):
+    from saeprobe.io import write_json
+    from saeprobe.stage import sae_ce_report, sae_report
+
+    monkeypatch.chdir(tmp_path)
+    write_json(sae_report(6), {"eval": {"fvu": 0.2}, "width": 5120})
+    write_json(sae_report(6, "spam"), {"eval": {"fvu": 0.1}, "width": 5120})
+    write_json(
+        sae_ce_report(6),
+        {"pretrained": {"ce_loss_recovered": 0.9}, "spam": {"ce_loss_recovered": 0.8}},
+    )
+    outputs = collect(["spam"], ["spam"], [6], [])
+    assert outputs.sae[(6, "pretrained")]["eval"] == {"fvu": 0.2, "ce_loss_recovered": 0.9}
+    assert outputs.sae[(6, "spam")]["eval"] == {"fvu": 0.1, "ce_loss_recovered": 0.8}
+    assert headline(outputs)["sae"] == {"L6": {"fvu": 0.2, "ce_recovered": 0.9}}

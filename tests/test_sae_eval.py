@@ -90,3 +90,42 @@ def test_the_ce_on_target_positions_equals_the_ce_over_full_logits(tiny_lm, soft
     assert n == int(content[:, 1:].sum()) > 0
     assert ce == pytest.approx(float(full), rel=1e-5)
     tiny_lm.model.config.final_logit_softcapping = None
+
+
+def test_the_lm_loss_of_every_sae_of_a_layer_loads_the_model_once(tiny_lm, tmp_path, monkeypatch):
+    from saeprobe.config import ModelConfig
+    from saeprobe.sae import run
+    from saeprobe.sae.io import save_sae
+
+    useless = build_sae(SAEConfig(d_in=32, d_sae=64, architecture="relu"))
+    with torch.no_grad():
+        for p in useless.parameters():
+            p.zero_()
+    save_sae(identity_sae(32), tmp_path / "identity")
+    save_sae(useless, tmp_path / "useless")
+    loads = []
+    monkeypatch.setattr(run, "is_causal_lm", lambda cfg: True)
+    monkeypatch.setattr(run, "load_model", lambda *a, **k: loads.append(a) or tiny_lm)
+    texts = ["the cat sat on the mat", "dogs bark at night and sleep by day"]
+    saes = {
+        "pretrained": (tmp_path / "identity", texts),
+        "spam": (tmp_path / "useless", texts[:1]),
+        "empty": (tmp_path / "identity", []),
+    }
+    out = run.lm_losses(ModelConfig(name="tiny"), 2, saes, max_length=16)
+    assert len(loads) == 1
+    assert out["pretrained"] == ce_loss_recovered(tiny_lm, identity_sae(32), 2, texts, 16)
+    assert out["pretrained"]["ce_loss_recovered"] == pytest.approx(1.0, abs=1e-4)
+    assert out["spam"]["ce_loss_recovered"] == pytest.approx(0.0, abs=1e-4)
+    assert out["empty"] == {}
+
+
+def test_the_lm_loss_stage_refuses_a_missing_sae_also_for_an_encoder(tmp_path, monkeypatch):
+    from saeprobe.config import ModelConfig
+    from saeprobe.errors import ConfigError
+    from saeprobe.sae import run
+
+    monkeypatch.setattr(run, "is_causal_lm", lambda cfg: False)
+    saes = {"spam": (tmp_path / "nowhere", ["a text"])}
+    with pytest.raises(ConfigError, match="nowhere does not exist"):
+        run.lm_losses(ModelConfig(name="minilm"), 1, saes, max_length=16)

@@ -17,6 +17,7 @@ from saeprobe.stage import (
     classifier_path,
     cross_model_report,
     multitoken_report,
+    sae_ce_report,
     sae_report,
     selfreg_plots,
     selfreg_report,
@@ -89,9 +90,11 @@ def collect(
         for name in cross_model_datasets
     }
     for layer in layers:
+        ce = _json(sae_ce_report(layer)) or {}  # sae_ce@<layer>: each SAE's LM loss
         for name in ["pretrained", *datasets]:
             report = _json(sae_report(layer, name))
             if report is not None:
+                report.setdefault("eval", {}).update(ce.get(name, {}))
                 out.sae[(layer, name)] = report
     if out.probes is not None:
         for name in PROBE_PLOTS:

@@ -1,4 +1,5 @@
-"""The SAE stages' work: pretrain (or load) per layer, fine-tune per data set, evaluate, cards."""
+"""The SAE stages' work: pretrain (or load) per layer, fine-tune per data set, evaluate, cards;
+the spliced-in LM loss of every SAE of a layer at once."""
 
 from __future__ import annotations
 
@@ -56,25 +57,26 @@ class SAEOutputs:
     report: Path
 
 
-def lm_loss(model_cfg: ModelConfig, sae: SparseAutoencoder, data: LayerData, texts: list[str]):
-    if not is_causal_lm(model_cfg):
-        return {"ce_loss_recovered": None, "note": "not a causal language model"}
-    lm = load_model(model_cfg, AutoModelForCausalLM)
-    return ce_loss_recovered(lm, sae, data.layer, texts, data.store.max_length)
+def ce_texts(texts: pl.DataFrame, n: int) -> list[str]:
+    """The documents of an SAE's spliced-in LM loss: the first `n` held-out (test) texts."""
+    return texts.filter(pl.col("split") == "test")["text"].head(n).to_list()
 
 
-def lm_metrics(
-    sae: SparseAutoencoder,
-    data: LayerData,
-    docs: np.ndarray,
-    *,
-    model_cfg: ModelConfig,
-    eval_cfg: SAEEvalConfig,
-) -> dict:
-    """The spliced-in LM loss on the first `sae_eval.ce_docs` of `docs` (none if empty)."""
-    held_out = data.texts.filter(pl.col("id").is_in([data.store.doc_ids[i] for i in docs]))
-    sample = held_out["text"].head(eval_cfg.ce_docs).to_list()
-    return lm_loss(model_cfg, sae, data, sample) if sample else {}
+def lm_losses(
+    model_cfg: ModelConfig, layer: int, saes: dict[str, tuple[Path, list[str]]], max_length: int
+) -> dict[str, dict]:
+    """The spliced-in LM loss of each named SAE (its folder, its texts) at `layer`, the
+    language model loaded once for all of them. Every SAE is loaded, so a missing or
+    broken one is an error also for a model without a next-token loss."""
+    lm = load_model(model_cfg, AutoModelForCausalLM) if is_causal_lm(model_cfg) else None
+    out = {}
+    for name, (folder, texts) in saes.items():
+        sae = load_sae(folder, d_in=lm.d_model if lm else None)
+        if lm is None:
+            out[name] = {"ce_loss_recovered": None, "note": "not a causal language model"}
+        else:
+            out[name] = ce_loss_recovered(lm, sae, layer, texts, max_length) if texts else {}
+    return out
 
 
 def publish(
@@ -143,8 +145,7 @@ def pretrain_layer(
         training = train_sae(sae, batches, cfg, progress)
     metrics = {
         "training": training,
-        "eval": reconstruction_metrics(sae, data.one_pass(eval_docs))
-        | lm_metrics(sae, data, eval_docs, model_cfg=model_cfg, eval_cfg=eval_cfg),
+        "eval": reconstruction_metrics(sae, data.one_pass(eval_docs)),
         "width": sae.cfg.d_sae,
     }
     publish(sae, data, model_cfg=model_cfg, eval_cfg=eval_cfg, outputs=outputs, metrics=metrics)
@@ -215,8 +216,7 @@ def finetune_layer(
             # Formerly dead (on training tokens) latents that enter the code on test tokens.
             "formerly_dead_in_code_test": int((dead_before & after.in_code).sum()),
         },
-        "eval": after.reconstruction
-        | lm_metrics(sae, data, test_docs, model_cfg=model_cfg, eval_cfg=eval_cfg),
+        "eval": after.reconstruction,
         "eval_before_finetune": before.reconstruction,
         "width": sae.cfg.d_sae,
     }
