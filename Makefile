@@ -24,8 +24,10 @@ $(VENV)/.saelens: $(VENV)/.installed
 
 install: $(VENV)/.installed
 
+# DVC_TARGETS: only these stages and what they need (e.g. DVC_TARGETS=benchmark_report).
+DVC_TARGETS ?=
 repro: install
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro $(DVC_TARGETS)
 
 test: install $(VENV)/.saelens
 	$(VENV)/bin/ruff check .
@@ -41,6 +43,10 @@ browser:
 	    DEBIAN_FRONTEND=noninteractive apt-get -qq install -y chromium >/dev/null && \
 	    echo "chromium installed"; } || \
 	  echo "chromium not installed (needs apt and root): the browser test will be skipped"
+
+# The full benchmark's preset: params.yaml with every binary task of the packaged benchmark.
+params-benchmark.yaml: params.yaml saeprobe/benchmark.py | install
+	$(PYTHON) -m saeprobe.benchmark params.yaml $@
 
 lint: install
 	$(VENV)/bin/ruff check .

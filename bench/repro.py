@@ -27,16 +27,21 @@ STAGE_LINE = re.compile(r"^(\d+) Running stage '([^']+)':")
 STAMP = re.compile(r"^(\d+) ")
 
 
-def run_stamped(repo: Path, params: Path | None, folder: Path) -> Path:
-    """Clone `repo` into `folder`, run `make repro` there, write the stamped log."""
-    subprocess.run(["git", "clone", "-q", str(repo), str(folder)], check=True)
+def run_stamped(
+    repo: Path | None, params: Path | None, folder: Path, target: str | None = None
+) -> Path:
+    """Clone `repo` into `folder` (None: `folder` is a clone already, whose earlier outputs
+    DVC reuses), run `make repro` there (only `target` and what it needs, if given), write
+    the stamped log (repro.log, or repro-<target>.log)."""
+    if repo is not None:
+        subprocess.run(["git", "clone", "-q", str(repo), str(folder)], check=True)
     if params is not None:
         shutil.copy(params, folder / "params.yaml")
-    log = folder / "repro.log"
+    log = folder / (f"repro-{target}.log" if target else "repro.log")
     start = time.monotonic()
     with log.open("w", buffering=1) as out:  # line-buffered: the log can be watched
         proc = subprocess.Popen(
-            ["make", "repro"],
+            ["make", "repro", *([f"DVC_TARGETS={target}"] if target else [])],
             cwd=folder,
             # DVC's own lines ("Running stage") would otherwise sit in its stdout buffer
             # while the stage runs, and be stamped late.

@@ -97,6 +97,7 @@ SECTIONS = (
     "transfer",
     "multitoken",
     "cross_model",
+    "benchmark",
 )
 JUDGES = ("concepts", "attribute", "llm")
 COMBINE = ("any", "all")
@@ -456,6 +457,30 @@ class MultiTokenConfig:
     # concat_pca: a PCA per token position (the first content tokens), joined, L1 probe
     concat_components: int = 20
     concat_positions: int | None = None  # null: every position the extraction kept
+
+
+BENCHMARK_METHODS = HIDDEN_METHODS + TEXT_METHODS + SAE_METHODS
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """The sparse-probing paper's whole benchmark, one stage per task (benchmark@<task>):
+    each task prepared as a `sae_probes` data set, its hidden states and pretrained-SAE codes
+    at `layer` computed in memory, and probed under `probe` in `regimes`."""
+
+    tasks: list[str] = field(default_factory=list)  # params-benchmark.yaml: all 113 binary
+    layer: int = 6  # one of extract.layers (its pretrained SAE)
+    max_examples: int | None = 1000  # stratified cap on each task's train + test
+    max_ood_examples: int | None = 300
+    # the paper's baselines and its top-k SAE probe (sae_topk, at regimes.<regime>.sae_k)
+    methods: list[str] = field(
+        default_factory=lambda: ["logreg_l2", "pca", "knn", "xgboost", "mlp", "sae_topk"]
+    )
+    regimes: list[str] = field(default_factory=lambda: list(REGIMES))
+
+
+# What one task's stage reads (not the task list: adding a task reruns no other task).
+BENCHMARK_TASK_KEYS = ("layer", "max_examples", "max_ood_examples", "methods", "regimes")
 
 
 TRANSFER_SPLITS = ("in_distribution", "ood")
@@ -981,6 +1006,7 @@ def validate_all(params: dict[str, Any]) -> None:
     check_transfer(params, names)
     check_cross_model(params, names)
     check_finetune_datasets(params, names)
+    check_full_benchmark(params, extract.layers)
     multi = multitoken_config(params)
     unknown = [name for name in multi.datasets if name not in names]
     if unknown:
@@ -1372,3 +1398,111 @@ def multitoken_config(params: dict[str, Any]) -> MultiTokenConfig:
     if cfg.concat_positions is not None and cfg.concat_positions < 1:
         raise ConfigError("params: 'multitoken.concat_positions' must be null or >= 1")
     return cfg
+
+
+# ---------------------------------------------------------------------------------------
+# The full benchmark
+
+
+def benchmark_config(params: dict[str, Any]) -> BenchmarkConfig:
+    cfg = parse(BenchmarkConfig, section(params, "benchmark"), "benchmark")
+    check_benchmark_settings(cfg)
+    if len(set(cfg.tasks)) != len(cfg.tasks):
+        raise ConfigError("params: 'benchmark.tasks' lists a task twice")
+    odd = [task for task in cfg.tasks if not task or "/" in task or task.startswith(".")]
+    if odd:
+        raise ConfigError(
+            f"params: 'benchmark.tasks' has {odd}; expected task names of the sae-probes "
+            "benchmark, such as 96_spam_is (each names its stage and output file)"
+        )
+    return cfg
+
+
+def benchmark_task_config(params: dict[str, Any]) -> BenchmarkConfig:
+    """benchmark's per-task keys (BENCHMARK_TASK_KEYS), with no task list."""
+    keys = section_keys(params, "benchmark", BENCHMARK_TASK_KEYS)
+    cfg = parse(BenchmarkConfig, {**keys, "tasks": []}, "benchmark")
+    check_benchmark_settings(cfg)
+    return cfg
+
+
+def check_benchmark_settings(cfg: BenchmarkConfig) -> None:
+    check_names(cfg.methods, BENCHMARK_METHODS, "benchmark.methods")
+    check_names(cfg.regimes, REGIMES, "benchmark.regimes")
+    if not cfg.methods or not cfg.regimes:
+        raise ConfigError("params: 'benchmark.methods' and 'benchmark.regimes' must not be empty")
+    for key in ("max_examples", "max_ood_examples"):
+        value = getattr(cfg, key)
+        if value is not None and value < 4:
+            raise ConfigError(f"params: 'benchmark.{key}' is {value}; expected null or >= 4")
+
+
+def benchmark_dataset(cfg: BenchmarkConfig, task: str) -> dict[str, Any]:
+    """One task as a `datasets` entry: the benchmark's file of that name, capped."""
+    return {
+        "source": "sae_probes",
+        "task": task,
+        "max_examples": cfg.max_examples,
+        "max_ood_examples": cfg.max_ood_examples,
+    }
+
+
+def benchmark_probe_config(params: dict[str, Any], cfg: BenchmarkConfig) -> ProbeConfig:
+    """`probe`, narrowed to the benchmark's methods on the pretrained SAE at the main
+    poolings (MOSAIC's pooling comparison and classifiers are not the paper's)."""
+    probe = probe_config(params)
+    return dataclasses.replace(
+        probe,
+        baselines=[m for m in cfg.methods if m in HIDDEN_METHODS + TEXT_METHODS],
+        sae_methods=[m for m in cfg.methods if m in SAE_METHODS],
+        mosaic_methods=[],
+        compare_poolings=[],
+        saes=["pretrained"],
+    )
+
+
+def benchmark_regimes(params: dict[str, Any], cfg: BenchmarkConfig) -> dict[str, RegimeConfig]:
+    """The configured regimes the benchmark runs, over its one layer."""
+    regimes = regime_configs(params)
+    return {
+        name: dataclasses.replace(regimes[name], layers=None)
+        for name in REGIMES
+        if name in cfg.regimes and name in regimes
+    }
+
+
+BENCHMARK_EXTRACT_KEYS = ("max_length", "batch_tokens", "max_batch_size")
+
+
+def benchmark_extract_config(params: dict[str, Any], cfg: BenchmarkConfig) -> ExtractConfig:
+    """extract's batching keys, at the benchmark's layer (the poolings are the probes')."""
+    keys = {
+        key: field_value(params, ExtractConfig, "extract", key) for key in BENCHMARK_EXTRACT_KEYS
+    }
+    return ExtractConfig(layers=[cfg.layer], pooling=["last"], **keys)
+
+
+def benchmark_report_config(params: dict[str, Any], cfg: BenchmarkConfig) -> ProbeReportConfig:
+    """probe_report's comparison at the benchmark's layer, on the pretrained SAE."""
+    report = probe_report_config(params)
+    return dataclasses.replace(report, quiver_layer=cfg.layer, quiver_saes=["pretrained"])
+
+
+def check_full_benchmark(params: dict[str, Any], layers: list[int]) -> None:
+    """What the benchmark section says of the others."""
+    cfg = benchmark_config(params)
+    if cfg.layer not in layers:
+        raise ConfigError(
+            f"params: 'benchmark.layer' is {cfg.layer}, not in 'extract.layers' {layers} "
+            "(whose pretrained SAEs train_sae makes)"
+        )
+    missing = [name for name in cfg.regimes if name not in section(params, "regimes")]
+    if missing:
+        raise ConfigError(f"params: 'benchmark.regimes' has {missing}, which 'regimes' lacks")
+    probe = benchmark_probe_config(params, cfg)
+    if probe.sae_methods and probe.sae_pooling not in ("last", "first"):
+        raise ConfigError(
+            f"params: 'probe.sae_pooling' is '{probe.sae_pooling}'; the benchmark encodes one "
+            "token's hidden state with the SAE, so it needs 'last' or 'first' (a mean or max "
+            "of SAE codes needs every token's code: the probe stages compute those)"
+        )

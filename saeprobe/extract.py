@@ -211,3 +211,30 @@ def extract_dataset(
         write_json(tmp / "stats.json", stats)
     timing = {"seconds": round(seconds, 3), "tokens_per_s": round(n_tokens / seconds, 1)}
     return stats | timing
+
+
+def pooled_states(
+    model: LoadedModel,
+    texts: list[str],
+    doc_ids: list[str],
+    cfg: ExtractConfig,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """The pooled vectors of extract_dataset's pooled.parquet, in memory and in `texts`
+    order (column L<layer>_<pooling> -> (n_docs, d) float32), with no token store: for a
+    stage that reads pooled vectors alone."""
+    check_layers(cfg.layers, model.n_layers)
+    layers = sorted(set(cfg.layers))
+    tokens = tokenize(model, texts, doc_ids, cfg.max_length)
+    batches = length_batches([len(x) for x in tokens.ids], cfg.batch_tokens, cfg.max_batch_size)
+    columns = [pooled_column(layer, p) for layer in layers for p in cfg.pooling]
+    out = {c: np.zeros((len(texts), model.d_model), dtype=np.float32) for c in columns}
+    for batch in tqdm(batches, unit="batch", disable=not progress, desc="hidden states"):
+        input_ids, attention, content = pad_batch(model, tokens, batch)
+        hidden = forward_layers(
+            model, input_ids.to(model.device), attention.to(model.device), layers
+        )
+        for layer, h in hidden.items():
+            for method, v in pool(h, content.to(model.device), cfg.pooling).items():
+                out[pooled_column(layer, method)][batch] = v.float().cpu().numpy()
+    return out

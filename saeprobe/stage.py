@@ -26,6 +26,9 @@ TRANSFER_REPORTS = REPORTS / "transfer"
 MULTITOKEN_REPORTS = REPORTS / "multitoken"
 CROSS_MODEL_REPORTS = REPORTS / "cross_model"
 TIMING = REPORTS / "timing"
+BENCHMARK_RESULTS = REPORTS / "benchmark" / "results.parquet"
+BENCHMARK_METRICS = REPORTS / "benchmark" / "metrics.json"
+BENCHMARK_PLOTS = REPORTS / "plots" / "benchmark"
 
 
 def prepared_path(name: str) -> Path:
@@ -149,6 +152,11 @@ def cross_model_report(name: str) -> Path:
 
 def cross_model_plot(name: str) -> Path:
     return PLOTS / "cross_model" / f"{name}.csv"
+
+
+def benchmark_path(task: str) -> Path:
+    """One task's probe fits of the full benchmark (benchmark@<task>)."""
+    return DATA / "benchmark" / f"{task}.parquet"
 
 
 def timing_path(stage: str, name: str) -> Path:

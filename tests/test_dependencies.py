@@ -54,6 +54,8 @@ INSTANCES = {
     "transfer": {"key": "grammar-cue", "item.train": "grammar", "item.test": "grammar_cue"},
     "behaviour": {"item": "truthqa_tf"},
     "cross_model": {"item": "truthqa_tf"},
+    "benchmark": {"item": "87_glue_cola", "benchmark.layer": "1"},
+    "benchmark_report": {},
 }
 # Folders of user inputs: DVC cannot declare an input only some data sets have, so every
 # stage that may read one depends on the whole folder (saeprobe.config refuses paths outside).

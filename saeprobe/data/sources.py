@@ -46,6 +46,17 @@ def sae_probes_tasks() -> dict[str, Path]:
     return {p.name.removesuffix(".csv.zst"): p for p in sorted(folder.glob("*.csv.zst"))}
 
 
+def binary_sae_probes_tasks() -> list[str]:
+    """The benchmark's binary classification tasks (a target of two values), by number: the
+    113 tasks the sparse-probing paper probes."""
+    binary = [
+        name
+        for name, path in sae_probes_tasks().items()
+        if read_csv_zst(path)["target"].n_unique() == 2
+    ]
+    return sorted(binary, key=lambda name: (int(name.split("_", 1)[0]), name))
+
+
 def resolve_sae_probes_task(name: str, where: str) -> Path:
     tasks = sae_probes_tasks()
     if name in tasks:

@@ -9,6 +9,7 @@ import polars as pl
 
 from saeprobe.config import ProbeReportConfig
 from saeprobe.io import atomic_outputs, json_text
+from saeprobe.probes.schema import results_frame
 from saeprobe.probes.summary import (
     binarized_bars,
     layer_curve,
@@ -48,7 +49,8 @@ def write_probe_report(
     """Concatenate the data sets' probe tables and write every report output together. The
     rows of `extra_files` (the transfer and multi-token stages') join the results table;
     their summaries are their own."""
-    probes = pl.concat([pl.read_parquet(path) for path in probe_files])
+    frames = [pl.read_parquet(path) for path in probe_files]
+    probes = pl.concat(frames) if frames else results_frame([])
     metrics = summarize(probes, n_boot, seed, cfg)
     tables = plot_tables(probes)
     results = pl.concat([probes, *(pl.read_parquet(path) for path in extra_files)])
