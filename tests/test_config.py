@@ -26,6 +26,7 @@ SECTIONS = {
     "selfreg": config.SelfRegConfig,
     "transfer": config.TransferConfig,
     "multitoken": config.MultiTokenConfig,
+    "benchmark": config.BenchmarkConfig,
 }
 
 
@@ -53,6 +54,11 @@ def test_every_reader_accepts_the_default_params():
         config.seed,
         config.probe_datasets,
         config.finetune_datasets,
+        config.sae_card_config,
+        config.ce_docs,
+        config.max_length,
+        config.benchmark_config,
+        config.benchmark_task_config,
         config.unintended_config,
         config.selfreg_config,
         config.transfer_config,
