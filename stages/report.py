@@ -18,7 +18,7 @@ def main() -> None:
         {n: prepared_path(n) for n in names}, {n: activations_dir(n) for n in names}
     )
     outputs = collect(
-        datasets=names,
+        finetuned=config.finetune_datasets(params),
         probe_datasets=config.probe_datasets(params),
         layers=config.layers(params),
         selfreg_pairs=[(n, layer) for n in unintended.benchmarks for layer in unintended.layers],

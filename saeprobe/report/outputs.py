@@ -73,7 +73,7 @@ def _csv(path: Path) -> pl.DataFrame | None:
 
 
 def collect(
-    datasets: list[str],
+    finetuned: list[str],
     probe_datasets: list[str],
     layers: list[int],
     selfreg_pairs: list[tuple[str, int]],
@@ -81,7 +81,8 @@ def collect(
     multitoken_datasets: list[str] = (),
     cross_model_datasets: list[str] = (),
 ) -> RunOutputs:
-    """Everything the configured pipeline writes that the report shows, where it exists."""
+    """Everything the configured pipeline writes that the report shows, where it exists
+    (`finetuned`: the data sets whose fine-tuned SAEs it shows beside the pretrained ones)."""
     out = RunOutputs(probes=_json(PROBE_METRICS))
     out.transfer = {pair: _json(transfer_report(pair)) for pair in transfer_pairs}
     out.multitoken = {name: _json(multitoken_report(name)) for name in multitoken_datasets}
@@ -91,7 +92,7 @@ def collect(
     }
     for layer in layers:
         ce = _json(sae_ce_report(layer)) or {}  # sae_ce@<layer>: each SAE's LM loss
-        for name in ["pretrained", *datasets]:
+        for name in ["pretrained", *finetuned]:
             report = _json(sae_report(layer, name))
             if report is not None:
                 report.setdefault("eval", {}).update(ce.get(name, {}))
