@@ -45,7 +45,7 @@ browser:
 	  echo "chromium not installed (needs apt and root): the browser test will be skipped"
 
 # The full benchmark's preset: params.yaml with every binary task of the packaged benchmark.
-params-benchmark.yaml: params.yaml saeprobe/benchmark.py | install
+params-benchmark.yaml: params.yaml saeprobe/benchmark.py saeprobe/data/sources.py | install
 	$(PYTHON) -m saeprobe.benchmark params.yaml $@
 
 lint: install

@@ -47,7 +47,7 @@ def task_representations(
     probe: ProbeConfig,
 ) -> list[Representation]:
     """The text, the hidden state at probe.hidden_pooling and the pretrained SAE's code of
-    the token at probe.sae_pooling (last or first), rows in `prepared` order."""
+    the last token (probe.sae_pooling), rows in `prepared` order."""
     texts = np.asarray(prepared["text"].to_list(), dtype=object)
     hidden = pooled[pooled_column(layer, probe.hidden_pooling)]
     reps = [
@@ -87,6 +87,7 @@ def run_task(
         prepared["id"].to_list(),
         dataclasses.replace(extract, layers=[cfg.layer], pooling=poolings),
         progress=False,
+        where="probe.hidden_pooling",
     )
     reps = task_representations(prepared, pooled, sae, cfg.layer, probe)
     encoded_at = time.perf_counter()
@@ -111,13 +112,18 @@ PRESET_HEADER = """\
 
 
 def preset_text(params_text: str, tasks: list[str]) -> str:
-    """params.yaml's text with its `benchmark.tasks: []` line replaced by `tasks`."""
-    lines = params_text.splitlines()
+    """params.yaml's text (or a preset's) with `benchmark.tasks` set to `tasks`."""
+    lines = params_text.removeprefix(PRESET_HEADER).splitlines()
+    if "benchmark:" not in lines:
+        raise ValueError("the params file has no top-level `benchmark:` section")
     start = lines.index("benchmark:")
-    row = next(i for i in range(start, len(lines)) if lines[i].startswith("  tasks:"))
-    if lines[row].split("#")[0].strip() != "tasks: []":
-        raise ValueError(f"params.yaml line {row + 1}: expected `  tasks: []` under benchmark")
-    lines[row : row + 1] = ["  tasks:", *(f"    - {task}" for task in tasks)]
+    row = next((i for i in range(start, len(lines)) if lines[i].startswith("  tasks:")), None)
+    if row is None:
+        raise ValueError("the params file's `benchmark:` section has no `tasks:` key")
+    end = row + 1
+    while end < len(lines) and lines[end].startswith("    - "):  # a task list written before
+        end += 1
+    lines[row:end] = ["  tasks:", *(f"    - {task}" for task in tasks)]
     return PRESET_HEADER + "\n".join(lines) + "\n"
 
 

@@ -1489,8 +1489,10 @@ def benchmark_report_config(params: dict[str, Any], cfg: BenchmarkConfig) -> Pro
 
 
 def check_full_benchmark(params: dict[str, Any], layers: list[int]) -> None:
-    """What the benchmark section says of the others."""
+    """What the benchmark section says of the others, when it lists tasks."""
     cfg = benchmark_config(params)
+    if not cfg.tasks:
+        return
     if cfg.layer not in layers:
         raise ConfigError(
             f"params: 'benchmark.layer' is {cfg.layer}, not in 'extract.layers' {layers} "
@@ -1500,9 +1502,9 @@ def check_full_benchmark(params: dict[str, Any], layers: list[int]) -> None:
     if missing:
         raise ConfigError(f"params: 'benchmark.regimes' has {missing}, which 'regimes' lacks")
     probe = benchmark_probe_config(params, cfg)
-    if probe.sae_methods and probe.sae_pooling not in ("last", "first"):
+    if probe.sae_methods and probe.sae_pooling != "last":
         raise ConfigError(
-            f"params: 'probe.sae_pooling' is '{probe.sae_pooling}'; the benchmark encodes one "
-            "token's hidden state with the SAE, so it needs 'last' or 'first' (a mean or max "
-            "of SAE codes needs every token's code: the probe stages compute those)"
+            f"params: 'probe.sae_pooling' is '{probe.sae_pooling}'; the benchmark encodes the "
+            "last token's hidden state with the SAE, so it needs 'last' (a mean or max of SAE "
+            "codes needs every token's code: the probe stages compute those)"
         )

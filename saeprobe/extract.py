@@ -142,6 +142,30 @@ def pad_batch(
     return input_ids, attention, content
 
 
+def check_extract(
+    model: LoadedModel, cfg: ExtractConfig, where: str = "extract.pooling"
+) -> list[int]:
+    """The layers to capture, sorted, once the settings are known to suit the model
+    (`where` names the params the poolings come from)."""
+    check_layers(cfg.layers, model.n_layers)
+    if "first" in cfg.pooling and not model.has_cls:
+        raise ConfigError(f"params: '{where}' has 'first', but this model has no CLS token")
+    return sorted(set(cfg.layers))
+
+
+def run_batches(
+    model: LoadedModel, tokens: Tokenized, batches: list[list[int]], layers: list[int]
+) -> Iterator[tuple[list[int], Tensor, Tensor, Tensor, dict[int, Tensor]]]:
+    """Each batch padded and run: (documents, input ids, attention mask, content mask, the
+    hidden states of `layers`)."""
+    for batch in batches:
+        input_ids, attention, content = pad_batch(model, tokens, batch)
+        hidden = forward_layers(
+            model, input_ids.to(model.device), attention.to(model.device), layers
+        )
+        yield batch, input_ids, attention, content, hidden
+
+
 def extract_dataset(
     model: LoadedModel,
     texts: list[str],
@@ -154,10 +178,7 @@ def extract_dataset(
 
     stats.json holds only what the inputs determine (counts); the returned dict adds the
     timing (`seconds`, `tokens_per_s`), which belongs in a metric or a log, not an output."""
-    check_layers(cfg.layers, model.n_layers)
-    if "first" in cfg.pooling and not model.has_cls:
-        raise ConfigError("params: 'extract.pooling' has 'first', but this model has no CLS token")
-    layers = sorted(set(cfg.layers))
+    layers = check_extract(model, cfg)
     tokens = tokenize(model, texts, doc_ids, cfg.max_length)
     batches = length_batches([len(x) for x in tokens.ids], cfg.batch_tokens, cfg.max_batch_size)
     attrs = {"model": model.name, "max_length": cfg.max_length, "dtype": str(model.dtype)}
@@ -167,11 +188,9 @@ def extract_dataset(
         store = TokenStoreWriter(tmp / "tokens.h5", layers, model.d_model, cfg.token_dtype, attrs)
         pooled = PooledWriter(tmp / "pooled.parquet", layers, cfg.pooling, model.d_model)
         bar = tqdm(total=len(texts), unit="doc", disable=not progress, desc=out_dir.name)
-        for batch in batches:
-            input_ids, attention, content = pad_batch(model, tokens, batch)
-            hidden = forward_layers(
-                model, input_ids.to(model.device), attention.to(model.device), layers
-            )
+        for batch, input_ids, attention, content, hidden in run_batches(
+            model, tokens, batches, layers
+        ):
             content_dev = content.to(model.device)
             vectors = {}
             acts = {}
@@ -219,22 +238,21 @@ def pooled_states(
     doc_ids: list[str],
     cfg: ExtractConfig,
     progress: bool = True,
+    where: str = "extract.pooling",
 ) -> dict[str, np.ndarray]:
     """The pooled vectors of extract_dataset's pooled.parquet, in memory and in `texts`
     order (column L<layer>_<pooling> -> (n_docs, d) float32), with no token store: for a
     stage that reads pooled vectors alone."""
-    check_layers(cfg.layers, model.n_layers)
-    layers = sorted(set(cfg.layers))
+    layers = check_extract(model, cfg, where)
     tokens = tokenize(model, texts, doc_ids, cfg.max_length)
     batches = length_batches([len(x) for x in tokens.ids], cfg.batch_tokens, cfg.max_batch_size)
     columns = [pooled_column(layer, p) for layer in layers for p in cfg.pooling]
     out = {c: np.zeros((len(texts), model.d_model), dtype=np.float32) for c in columns}
-    for batch in tqdm(batches, unit="batch", disable=not progress, desc="hidden states"):
-        input_ids, attention, content = pad_batch(model, tokens, batch)
-        hidden = forward_layers(
-            model, input_ids.to(model.device), attention.to(model.device), layers
-        )
+    bar = tqdm(total=len(texts), unit="doc", disable=not progress, desc="hidden states")
+    for batch, _, _, content, hidden in run_batches(model, tokens, batches, layers):
         for layer, h in hidden.items():
             for method, v in pool(h, content.to(model.device), cfg.pooling).items():
                 out[pooled_column(layer, method)][batch] = v.float().cpu().numpy()
+        bar.update(len(batch))
+    bar.close()
     return out

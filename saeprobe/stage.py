@@ -28,7 +28,8 @@ CROSS_MODEL_REPORTS = REPORTS / "cross_model"
 TIMING = REPORTS / "timing"
 BENCHMARK_RESULTS = REPORTS / "benchmark" / "results.parquet"
 BENCHMARK_METRICS = REPORTS / "benchmark" / "metrics.json"
-BENCHMARK_PLOTS = REPORTS / "plots" / "benchmark"
+# Not under reports/plots: the report stage reads that folder, and the benchmark is not its.
+BENCHMARK_PLOTS = REPORTS / "benchmark" / "plots"
 
 
 def prepared_path(name: str) -> Path:

@@ -2,6 +2,7 @@
 preset that lists every binary task of the packaged benchmark."""
 
 import copy
+import shlex
 
 import numpy as np
 import pytest
@@ -62,22 +63,31 @@ def test_pooled_states_in_memory_equal_the_extract_stages_pooled_vectors(minilm,
             np.testing.assert_array_equal(pooled[f"L{layer}_{pooling}"], stored[rows])
 
 
-def test_the_sae_code_of_the_last_token_is_the_sae_of_its_hidden_state():
+def test_the_benchmarks_sae_codes_are_the_features_stages_at_the_last_token(minilm, tmp_path):
+    """features@ encodes every stored token and pools the codes; the benchmark encodes the
+    last token's hidden state alone: the same codes (float32 tokens, so no rounding apart)."""
     import polars as pl
 
-    hidden = np.random.default_rng(0).normal(size=(5, 16)).astype(np.float32)
-    prepared = pl.DataFrame({"text": [f"t{i}" for i in range(5)]})
+    from saeprobe.features import encode_documents
+    from saeprobe.store import TokenStore
+
+    ids = [f"d{i}" for i in range(len(TEXTS))]
+    extract = ExtractConfig(layers=[2], max_length=12, pooling=["last"], token_dtype="float32")
+    extract_dataset(minilm, TEXTS, ids, extract, tmp_path / "acts", progress=False)
+    sae = topk_sae(minilm.d_model)
+    with TokenStore(tmp_path / "acts" / "tokens.h5") as store:
+        stored = encode_documents(sae, store, 2, ["last"], [])["last"].toarray()
+        rows = [store.doc_ids.index(doc_id) for doc_id in ids]
     probe = config.benchmark_probe_config(PARAMS, config.benchmark_config(PARAMS))
-    sae = topk_sae(16)
-    reps = task_representations(prepared, {"L3_last": hidden}, sae, 3, probe)
+    pooled = pooled_states(minilm, TEXTS, ids, extract, progress=False)
+    reps = task_representations(pl.DataFrame({"text": TEXTS}), pooled, sae, 2, probe)
     assert [(r.layer, r.name, r.pooling) for r in reps] == [
         (-1, "text", ""),
-        (3, "hidden", "last"),
-        (3, "sae_pretrained", "last"),
+        (2, "hidden", "last"),
+        (2, "sae_pretrained", "last"),
     ]
-    np.testing.assert_array_equal(reps[1].X, hidden)
-    expected = sae.encode(torch.from_numpy(hidden)).detach().numpy()
-    np.testing.assert_array_equal(reps[2].X.toarray(), expected)
+    assert reps[2].X.nnz > 0
+    np.testing.assert_allclose(reps[2].X.toarray(), stored[rows], rtol=1e-5, atol=1e-6)
 
 
 def test_one_task_runs_end_to_end_with_every_configured_regime_and_method(minilm):
@@ -147,6 +157,7 @@ def test_a_tasks_stage_does_not_read_the_task_list():
 )
 def test_bad_benchmark_params_are_refused(change, message):
     params = copy.deepcopy(PARAMS)
+    params["benchmark"]["tasks"] = ["96_spam_is"]
     change(params["benchmark"])
     with pytest.raises(ConfigError, match=message):
         config.validate_all(params)
@@ -155,6 +166,8 @@ def test_bad_benchmark_params_are_refused(change, message):
 def test_an_sae_probe_on_pooled_codes_is_refused_since_the_benchmark_encodes_one_token():
     params = copy.deepcopy(PARAMS)
     params["probe"]["sae_pooling"] = "mean"
+    config.validate_all(params)  # no task: the benchmark constrains nothing
+    params["benchmark"]["tasks"] = ["96_spam_is"]
     with pytest.raises(ConfigError, match="'probe.sae_pooling' is 'mean'.*needs 'last'"):
         config.validate_all(params)
     params["benchmark"]["methods"] = ["logreg_l2"]  # no SAE probe: nothing to encode
@@ -174,6 +187,19 @@ def test_the_preset_is_params_yaml_with_every_binary_task_of_the_benchmark():
     assert preset == PARAMS
 
 
-def test_the_preset_needs_the_empty_task_list_it_replaces():
-    with pytest.raises(ValueError, match="expected `  tasks: \\[\\]` under benchmark"):
-        preset_text("benchmark:\n  tasks: [a]\n", ["b"])
+def test_the_preset_written_from_itself_is_the_same_preset():
+    """After `cp params-benchmark.yaml params.yaml`, `make params-benchmark.yaml` still works."""
+    preset = (ROOT / "params-benchmark.yaml").read_text()
+    assert preset_text(preset, binary_sae_probes_tasks()) == preset
+    assert "    - 7_hist_fig_ispolitician\n" in preset_text(preset, ["7_hist_fig_ispolitician"])
+    with pytest.raises(ValueError, match="no top-level `benchmark:` section"):
+        preset_text("seed: 0\n", ["b"])
+
+
+def test_every_task_of_the_preset_reaches_its_stage_as_one_argument():
+    """Some task names hold spaces: the stage's command quotes them."""
+    cmd = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["benchmark"]["do"]["cmd"]
+    tasks = yaml.safe_load((ROOT / "params-benchmark.yaml").read_text())["benchmark"]["tasks"]
+    assert any(" " in task for task in tasks)
+    for task in tasks:
+        assert shlex.split(cmd.replace("${item}", task))[3:] == [task]

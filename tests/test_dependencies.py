@@ -14,6 +14,7 @@ import contextlib
 import importlib
 import os
 import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -187,7 +188,7 @@ def params_problems(params: dict, keys: list[str], read: set[str]) -> list[str]:
 
 
 def args_of(stage: dict, variables: dict[str, str]) -> list[str]:
-    cmd = resolve(stage_body(stage)["cmd"], variables).split()
+    cmd = shlex.split(resolve(stage_body(stage)["cmd"], variables))  # as the shell splits it
     return cmd[cmd.index("-m") + 2 :]
 
 
