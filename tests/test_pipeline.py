@@ -148,6 +148,7 @@ def test_a_probe_parameter_reruns_only_probe_stages(tiny_project):
             "probe_report",
             "classifier@spam",
             "classifier@grammar",
+            "benchmark@87_glue_cola",  # its summary reruns only if its fits change
             "report",
         }
 
@@ -162,7 +163,8 @@ def test_a_report_parameter_reruns_only_the_report(tiny_project):
         params["probe_report"]["bootstrap"] = 50
 
     with changed_params(tiny_project, change):
-        assert out_of_date(tiny_project) == {"check_params", "probe_report"}
+        # benchmark_report summarizes the full benchmark as probe_report does
+        assert out_of_date(tiny_project) == {"check_params", "probe_report", "benchmark_report"}
 
 
 def test_a_fitting_parameter_puts_every_fitting_stage_out_of_date(tiny_project):
@@ -181,6 +183,7 @@ def test_a_fitting_parameter_puts_every_fitting_stage_out_of_date(tiny_project):
             "cross_model@truthqa_tf",
             "classifier@spam",
             "classifier@grammar",
+            "benchmark@87_glue_cola",
         }
 
 
@@ -190,8 +193,8 @@ def test_an_experiment_on_a_report_parameter_runs_only_the_report(tiny_project):
     try:
         out = dvc(tiny_project, "exp", "run", "-S", "probe_report.bootstrap=50")
         # the page reruns only if the report's numbers changed (tiny CIs may not)
-        assert {"check_params", "probe_report"} <= ran(out)
-        assert ran(out) <= {"check_params", "probe_report", "report"}
+        assert {"check_params", "probe_report", "benchmark_report"} <= ran(out)
+        assert ran(out) <= {"check_params", "probe_report", "benchmark_report", "report"}
     finally:
         run_in(tiny_project, "git", "checkout", "params.yaml")
         dvc(tiny_project, "repro")
