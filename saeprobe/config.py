@@ -1071,22 +1071,22 @@ def validate_all(params: dict[str, Any]) -> None:
 # Self-regularization
 
 
+def dataset_list(params: dict[str, Any], key: str) -> list[str]:
+    """A top-level list of data set names, each listed once."""
+    names = _coerce(section(params, key), list[str], key)
+    if len(set(names)) != len(names):
+        raise ConfigError(f"params: '{key}' lists a data set twice: {names}")
+    return names
+
+
 def probe_datasets(params: dict[str, Any]) -> list[str]:
     """The data sets the probe stages sweep (each one of `datasets`)."""
-    value = section(params, "probe_datasets")
-    names = _coerce(value, list[str], "probe_datasets")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"params: 'probe_datasets' lists a data set twice: {names}")
-    return names
+    return dataset_list(params, "probe_datasets")
 
 
 def finetune_datasets(params: dict[str, Any]) -> list[str]:
     """The data sets whose SAEs finetune_sae fine-tunes (at every extracted layer)."""
-    value = section(params, "finetune_datasets")
-    names = _coerce(value, list[str], "finetune_datasets")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"params: 'finetune_datasets' lists a data set twice: {names}")
-    return names
+    return dataset_list(params, "finetune_datasets")
 
 
 def finetuned_readers(params: dict[str, Any]) -> dict[str, list[str]]:

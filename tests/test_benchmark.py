@@ -94,16 +94,20 @@ def test_one_task_runs_end_to_end_with_every_configured_regime_and_method(minilm
     params = small_params()
     config.validate_all(params)
     cfg = config.benchmark_task_config(params)
-    results, timing = run_task(
-        "87_glue_cola",
-        cfg,
-        model=minilm,
-        sae=topk_sae(minilm.d_model),
-        extract=config.benchmark_extract_config(params, cfg),
-        probe=config.benchmark_probe_config(params, cfg),
-        regimes=config.benchmark_regimes(params, cfg),
-        seed=0,
-    )
+
+    def run():
+        return run_task(
+            "87_glue_cola",
+            cfg,
+            model=minilm,
+            sae=topk_sae(minilm.d_model),
+            extract=config.benchmark_extract_config(params, cfg),
+            probe=config.benchmark_probe_config(params, cfg),
+            regimes=config.benchmark_regimes(params, cfg),
+            seed=0,
+        )
+
+    results, timing = run()
     fitted = results.filter(results["status"] == "ok")
     assert set(fitted["regime"]) == {"normal", "scarcity", "shift"}  # CoLA has a shifted split
     assert set(fitted["layer"]) == {2}  # the regime's own `layers: [6]` does not narrow it
@@ -113,16 +117,7 @@ def test_one_task_runs_end_to_end_with_every_configured_regime_and_method(minilm
     assert fitted["roc_auc"].is_between(0, 1).all()
     assert timing["docs"] == 40 + 20
     assert {"prepare_s", "hidden_states_and_sae_s", "probe_s", "by_method"} <= set(timing)
-    again, _ = run_task(
-        "87_glue_cola",
-        cfg,
-        model=minilm,
-        sae=topk_sae(minilm.d_model),
-        extract=config.benchmark_extract_config(params, cfg),
-        probe=config.benchmark_probe_config(params, cfg),
-        regimes=config.benchmark_regimes(params, cfg),
-        seed=0,
-    )
+    again, _ = run()
     assert again.equals(results)  # seeded
 
 
