@@ -125,12 +125,11 @@ def per_token_nmse(target: Tensor, x_hat: Tensor) -> Tensor:
     return (err / target.pow(2).sum(-1).clamp_min(1e-12)).mean()
 
 
-def masked_topk(pre: Tensor, keep: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """The k largest pre-activations among the latents in `keep` (bool, d_sae), through a
-    ReLU; rows hold zeros where fewer than k latents are kept."""
+def topk_among(pre: Tensor, keep: Tensor, k: int) -> Tensor:
+    """Indices of the k largest pre-activations among the latents in `keep` (bool, d_sae);
+    fewer where `keep` holds fewer than k."""
     k = min(k, int(keep.sum()))
-    values, indices = pre.masked_fill(~keep, float("-inf")).topk(k, dim=-1, sorted=False)
-    return values.relu().nan_to_num(0.0, neginf=0.0), indices
+    return pre.masked_fill(~keep, float("-inf")).topk(k, dim=-1, sorted=False).indices
 
 
 def sparse_decode(indices: Tensor, values: Tensor, decoder: Tensor) -> Tensor:

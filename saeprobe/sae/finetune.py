@@ -27,8 +27,9 @@ from tqdm import tqdm
 
 from saeprobe.config import FinetuneConfig
 from saeprobe.errors import ConfigError
-from saeprobe.sae.base import masked_topk, per_token_nmse, sparse_decode
+from saeprobe.sae.base import per_token_nmse, sparse_decode, topk_among
 from saeprobe.sae.evaluate import ReconstructionTally
+from saeprobe.sae.kernels import selected_pre_acts
 from saeprobe.sae.topk import TopKSAE
 from saeprobe.sae.train import adam, check_finite, optimizer_step
 
@@ -65,24 +66,27 @@ def token_statistics(sae: TopKSAE, batches: Iterable[Tensor]) -> TokenStatistics
     return TokenStatistics(tally.metrics(), ~positive, tally.fired.clone())
 
 
-def raw_topk(pre: Tensor, keep: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """The k largest pre-activations among the latents in `keep`, as they are (no ReLU)."""
-    k = min(k, int(keep.sum()))
-    _, indices = pre.masked_fill(~keep, float("-inf")).topk(k, dim=-1, sorted=False)
-    return pre.gather(-1, indices), indices
-
-
 def finetune_loss(sae: TopKSAE, x: Tensor, dead: Tensor, dead_weight: float):
+    """The live branch's top-k (through a ReLU) and the dead branch's top-k (raw), both
+    read at their selected latents only (`selected_pre_acts`), so that the backward pass
+    costs a sparse product instead of two dense ones."""
     xs = x * sae.scale
-    pre = sae.pre_acts(x)
-    values, indices = masked_topk(pre, ~dead, sae.cfg.k)
-    x_hat = sparse_decode(indices, values, sae.decoder) + sae.b_dec
+    b_dec = sae.b_dec if sae.cfg.apply_b_dec_to_input else torch.zeros_like(sae.b_dec)
+    with torch.no_grad():
+        pre = sae.pre_acts(x)
+    indices = topk_among(pre, ~dead, sae.cfg.k)
+    n_live = indices.shape[1]
+    if dead.any():
+        indices = torch.cat([indices, topk_among(pre, dead, sae.cfg.k)], dim=1)
+    values = selected_pre_acts(xs, b_dec, sae.W_enc, sae.b_enc, pre, indices)
+    live_values = values[:, :n_live].relu()
+    x_hat = sparse_decode(indices[:, :n_live], live_values, sae.decoder) + sae.b_dec
     live = per_token_nmse(xs, x_hat)
     if not dead.any():
         return live, {"live": live.item(), "dead": 0.0}
     residual = (xs - x_hat).detach()
-    d_values, d_indices = raw_topk(pre, dead, sae.cfg.k)
-    dead_loss = per_token_nmse(residual, sparse_decode(d_indices, d_values, sae.decoder))
+    dead_recon = sparse_decode(indices[:, n_live:], values[:, n_live:], sae.decoder)
+    dead_loss = per_token_nmse(residual, dead_recon)
     return live + dead_weight * dead_loss, {"live": live.item(), "dead": dead_loss.item()}
 
 

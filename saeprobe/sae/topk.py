@@ -9,12 +9,12 @@ from saeprobe.sae.base import (
     DEFAULT_STEP,
     SparseAutoencoder,
     TrainStep,
-    masked_topk,
     normalized_mse,
     per_token_nmse,
     sparse_decode,
+    topk_among,
 )
-from saeprobe.sae.kernels import topk_encode
+from saeprobe.sae.kernels import selected_pre_acts, topk_encode
 
 
 class TopKSAE(SparseAutoencoder):
@@ -54,14 +54,19 @@ class TopKSAE(SparseAutoencoder):
         if self.aux_k and step.dead_after:
             dead = self.tokens_since_fired > step.dead_after
             if dead.any():
-                aux = self.aux_loss(pre, dead, (xs - x_hat).detach())
+                aux = self.aux_loss(xs, b_dec, pre.detach(), dead, (xs - x_hat).detach())
                 loss = loss + self.aux_coefficient * aux
                 figures["aux"] = aux.item()
         return loss, figures
 
-    def aux_loss(self, pre: Tensor, dead: Tensor, residual: Tensor) -> Tensor:
-        """Reconstruct what the live latents missed with the top dead latents (AuxK)."""
-        values, indices = masked_topk(pre, dead, self.aux_k)
+    def aux_loss(
+        self, xs: Tensor, b_dec: Tensor, pre: Tensor, dead: Tensor, residual: Tensor
+    ) -> Tensor:
+        """Reconstruct what the live latents missed with the top dead latents (AuxK). Their
+        pre-activations are read at the selected latents only, so the backward pass stays
+        sparse (`pre` is the encoder's, without a graph)."""
+        indices = topk_among(pre, dead, self.aux_k)
+        values = selected_pre_acts(xs, b_dec, self.W_enc, self.b_enc, pre, indices).relu()
         return normalized_mse(residual, sparse_decode(indices, values, self.decoder))
 
     @torch.no_grad()
