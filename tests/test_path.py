@@ -98,6 +98,19 @@ def test_a_constant_column_gets_no_weight_and_a_strong_penalty_leaves_the_log_od
     assert np.count_nonzero(solution.coef[1]) > 10  # ... C = 10: most are not
 
 
+def test_latents_that_never_fire_leave_the_solution_of_the_others_unchanged():
+    X, y = codes(seed=5)
+    wide = np.zeros((len(y), 3 * X.shape[1]))  # two of every three latents never fire
+    wide[:, ::3] = X
+    for matrix in (wide, sp.csr_matrix(wide)):
+        solution = path.solve(matrix, path_problems(y, CS, 1e-4))
+        alone = path.solve(X, path_problems(y, CS, 1e-4))
+        assert solution.coef.shape == (len(CS), wide.shape[1])
+        assert not solution.coef[:, 1::3].any() and not solution.coef[:, 2::3].any()
+        assert np.abs(solution.coef[:, ::3] - alone.coef).max() < 1e-10
+        assert np.abs(solution.intercept - alone.intercept).max() < 1e-10
+
+
 def test_the_saga_budget_penalty_is_one_over_sagas_running_time():
     X = np.array([[3.0, 4.0], [1.0, 0.0], [0.0, 0.0], [0.0, 1.0]])
     rows = np.array([True, True, False, True])

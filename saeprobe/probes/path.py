@@ -114,8 +114,19 @@ def solve(X, problems: Problems, max_iter: int = 5000, tol: float = 1e-5) -> Sol
     lam1[b] |w|_1 + lam2[b] / 2 |w|^2 (intercept unpenalized), by FISTA with adaptive restart
     (O'Donoghue and Candes 2015). A problem has converged when its gradient mapping, the
     step a proximal-gradient iteration would still take divided by the step size, is below
-    `tol` in every coordinate."""
+    `tol` in every coordinate.
+
+    A column constant over the rows (an SAE latent that never fires on them, most of a
+    wide SAE's on one task) keeps a zero weight, so the solve runs on the others alone and
+    the zeros are put back: the same problem, without carrying those columns through every
+    iteration."""
     Z = _Standardized(X)
+    if Z.constant.any() and not Z.constant.all():
+        varying = np.flatnonzero(~Z.constant)
+        inner = solve(X[:, varying], problems, max_iter, tol)
+        coef = np.zeros((inner.coef.shape[0], X.shape[1]))
+        coef[:, varying] = inner.coef
+        return Solution(coef, inner.intercept, inner.iterations, inner.converged)
     Y = problems.targets.astype(np.float64)
     counts = problems.rows.sum(0)
     if (counts == 0).any():
