@@ -35,14 +35,15 @@ from saeprobe.sae.train import adam, optimizer_step
 
 
 def dense_finetune_loss(sae: TopKSAE, x, dead, dead_weight: float):
+    """The fine-tuning loss as it was before the sparse kernel: autograd through `pre`."""
     xs = x * sae.scale
     pre = sae.pre_acts(x)
-    live_idx = topk_among(pre.detach(), ~dead, sae.cfg.k)
-    x_hat = sparse_decode(live_idx, pre.gather(1, live_idx).relu(), sae.decoder) + sae.b_dec
-    live = per_token_nmse(xs, x_hat)
+    keep = topk_among(pre.detach(), ~dead, sae.cfg.k)
+    x_hat = sparse_decode(keep, pre.gather(1, keep).relu(), sae.decoder) + sae.b_dec
+    residual = (xs - x_hat).detach()
     dead_idx = topk_among(pre.detach(), dead, sae.cfg.k)
-    recon = sparse_decode(dead_idx, pre.gather(1, dead_idx), sae.decoder)
-    return live + dead_weight * per_token_nmse((xs - x_hat).detach(), recon), {}
+    dead_recon = sparse_decode(dead_idx, pre.gather(1, dead_idx), sae.decoder)
+    return per_token_nmse(xs, x_hat) + dead_weight * per_token_nmse(residual, dead_recon), {}
 
 
 def dense_auxk_loss(sae: TopKSAE, x, dead):
