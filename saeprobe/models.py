@@ -1,4 +1,7 @@
-"""Load any transformers model by alias, local path or hub id, plus its tokenizer."""
+"""Load any transformers model by alias, local path or hub id, plus its tokenizer.
+
+transformers' model classes are imported where a model is loaded: importing them takes
+seconds, and the SAE stages, which read only a model's config, would pay it every time."""
 
 from __future__ import annotations
 
@@ -9,14 +12,17 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from saeprobe.config import ModelConfig
 from saeprobe.errors import ConfigError
 from saeprobe.io import atomic_dir
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +149,8 @@ def dequantized_gguf(packaged: Callable[[], Path], target: Path) -> Path:
     """Dequantize a packaged GGUF once; later loads read plain safetensors in seconds."""
     if (target / "config.json").exists():
         return target
+    from transformers import AutoModel, AutoTokenizer
+
     gguf = packaged()
     log.info("dequantizing %s once into %s (about a minute)", gguf, target)
     model = AutoModel.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
@@ -158,13 +166,19 @@ def dequantized_gguf(packaged: Callable[[], Path], target: Path) -> Path:
 
 def is_causal_lm(cfg: ModelConfig) -> bool:
     """Encoders (BERT and kin) have a CLS token and no next-token loss."""
+    from transformers import AutoTokenizer
+
     return AutoTokenizer.from_pretrained(resolve_model_path(cfg)).cls_token is None
 
 
 def load_model(
-    cfg: ModelConfig, model_class: type = AutoModel, where: str = "model"
+    cfg: ModelConfig, model_class: type | None = None, where: str = "model"
 ) -> LoadedModel:
-    """`where` names the params section that configures the model, for error messages."""
+    """`model_class` is transformers' AutoModel unless given (AutoModelForCausalLM for a
+    next-token loss); `where` names the params section of the model, for error messages."""
+    from transformers import AutoModel, AutoTokenizer
+
+    model_class = model_class or AutoModel
     dtype = resolve_dtype(cfg.dtype, where)
     device = resolve_device(cfg.device, where)
     path = resolve_model_path(cfg, where)

@@ -162,6 +162,17 @@ def test_dead_means_never_positive_before_the_relu():
     assert task_dead_latents(sae, x.split(100)).tolist() == [False, False]
 
 
+def test_dead_latents_are_those_never_positive_in_any_batch():
+    torch.manual_seed(0)
+    sae = build_sae(SAEConfig(d_in=16, d_sae=256, k=4))
+    with torch.no_grad():
+        sae.b_enc.copy_(torch.linspace(-12.0, 2.0, 256))  # from never firing to always
+    x = torch.randn(1000, 16)
+    want = ~(sae.pre_acts(x) > 0).any(0)
+    assert 0 < int(want.sum()) < 256
+    assert torch.equal(task_dead_latents(sae, x.split(64)), want)
+
+
 def test_one_pass_gives_reconstruction_dead_latents_and_latents_in_the_code():
     sae = two_latent_sae()
     x = two_direction_task()

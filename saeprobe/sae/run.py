@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
 
 from saeprobe.config import FinetuneConfig, ModelConfig, SAEEvalConfig, SAETrainConfig
 from saeprobe.errors import ConfigError
@@ -68,6 +67,8 @@ def lm_losses(
     """The spliced-in LM loss of each named SAE (its folder, its texts) at `layer`, the
     language model loaded once for all of them. Every SAE is loaded, so a missing or
     broken one is an error also for a model without a next-token loss."""
+    from transformers import AutoModelForCausalLM
+
     lm = load_model(model_cfg, AutoModelForCausalLM) if is_causal_lm(model_cfg) else None
     out = {}
     for name, (folder, texts) in saes.items():
@@ -112,6 +113,8 @@ def publish(
 
 def model_layers(cfg: ModelConfig) -> int:
     """The model's block count, read from its config alone."""
+    from transformers import AutoConfig
+
     config = AutoConfig.from_pretrained(resolve_model_path(cfg))
     config = config.get_text_config() if hasattr(config, "get_text_config") else config
     return int(config.num_hidden_layers)
