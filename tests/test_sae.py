@@ -171,6 +171,9 @@ def test_dead_latents_are_those_never_positive_in_any_batch():
     want = ~(sae.pre_acts(x) > 0).any(0)
     assert 0 < int(want.sum()) < 256
     assert torch.equal(task_dead_latents(sae, x.split(64)), want)
+    with torch.no_grad():
+        sae.b_enc.fill_(100.0)  # every latent fires on the first batch: the pass stops there
+    assert not task_dead_latents(sae, x.split(64)).any()
 
 
 def test_one_pass_gives_reconstruction_dead_latents_and_latents_in_the_code():

@@ -87,9 +87,11 @@ def gradients(sae, loss) -> list[torch.Tensor]:
     return [p.grad.clone() for p in sae.parameters()]
 
 
-def test_sparse_finetune_loss_has_the_dense_loss_value_and_gradients():
+@pytest.mark.parametrize("apply_b_dec", [True, False])
+def test_sparse_finetune_loss_has_the_dense_loss_value_and_gradients(apply_b_dec):
     torch.manual_seed(2)
-    sae = TopKSAE(SAEConfig(d_in=12, d_sae=40, k=4, input_scale=0.5)).double()
+    cfg = SAEConfig(d_in=12, d_sae=40, k=4, input_scale=0.5, apply_b_dec_to_input=apply_b_dec)
+    sae = TopKSAE(cfg).double()
     x = torch.randn(64, 12, dtype=torch.float64)
     dead = torch.zeros(40, dtype=torch.bool)
     dead[::3] = True
@@ -113,3 +115,14 @@ def test_sparse_auxk_loss_has_the_dense_loss_value_and_gradients():
     torch.testing.assert_close(loss, want)
     for got, ref in zip(gradients(sae, loss), gradients(sae, want), strict=True):
         torch.testing.assert_close(got, ref)
+
+
+def test_an_empty_selection_has_zero_gradients():
+    w = torch.randn(8, 24, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(24, dtype=torch.float64, requires_grad=True)
+    x, b_dec = torch.randn(5, 8, dtype=torch.float64), torch.zeros(8, dtype=torch.float64)
+    indices = torch.zeros(5, 0, dtype=torch.long)
+    with torch.no_grad():
+        pre = (x - b_dec) @ w + b
+    selected_pre_acts(x, b_dec, w, b, pre, indices).sum().backward()
+    assert not w.grad.any() and not b.grad.any()

@@ -119,7 +119,8 @@ def solve(X, problems: Problems, max_iter: int = 5000, tol: float = 1e-5) -> Sol
     A column constant over the rows (an SAE latent that never fires on them, most of a
     wide SAE's on one task) keeps a zero weight, so the solve runs on the others alone and
     the zeros are put back: the same problem, without carrying those columns through every
-    iteration."""
+    iteration. (Its step size, from the smaller matrix's largest eigenvalue, agrees with
+    the full one's to the eigenvalue solver's tolerance.)"""
     Z = _Standardized(X)
     if Z.constant.any() and not Z.constant.all():
         varying = np.flatnonzero(~Z.constant)

@@ -41,7 +41,7 @@ def task_dead_latents(sae: TopKSAE, batches: Iterable[Tensor]) -> Tensor:
     A latent that has fired is settled, so each batch computes the pre-activations of the
     latents that have not fired yet only: after the first batches that is the few that
     stay dead, and the pass costs a fraction of a full encoding."""
-    unfired = torch.arange(sae.cfg.d_sae)
+    unfired = torch.arange(sae.cfg.d_sae, device=sae.W_enc.device)
     for x in batches:
         if len(unfired) == 0:
             break
@@ -50,7 +50,7 @@ def task_dead_latents(sae: TopKSAE, batches: Iterable[Tensor]) -> Tensor:
             xs = xs - sae.b_dec
         pre = xs @ sae.W_enc[:, unfired] + sae.b_enc[unfired]
         unfired = unfired[~(pre > 0).any(0)]
-    dead = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
+    dead = torch.zeros(sae.cfg.d_sae, dtype=torch.bool, device=sae.W_enc.device)
     dead[unfired] = True
     return dead
 

@@ -75,16 +75,7 @@ def _sparse_grads(
     flat = indices.reshape(-1)
     # Per-latent gradient of the pre-activations, summed over tokens: d loss / d b_enc.
     grad_b_enc = torch.zeros(d_sae, dtype=g.dtype, device=g.device).index_add_(0, flat, g)
-    # d loss / d W_enc = centered^T @ G with G sparse, (n, d_sae) with m entries a row: as
-    # CSR its row pointers are a range and its columns the indices as they come, with no
-    # sort (a COO matrix is coalesced first, which took three times as long). The product
-    # reads every entry, so unsorted or repeated columns in a row add up as they should
-    # (tests/test_sae_kernels.py checks both); hence no invariant checks.
-    rows = torch.arange(0, n * m + 1, m, device=g.device)
-    with warnings.catch_warnings():  # torch calls its CSR support beta, once per process
-        warnings.simplefilter("ignore", UserWarning)
-        sparse = torch.sparse_csr_tensor(rows, flat, g, (n, d_sae), check_invariants=False)
-    grad_w = (sparse.t() @ centered).T
+    grad_w = _sparse_t_times(flat, g, (n, m, d_sae), centered).T
     if grad_pre is not None:  # a loss on the dense pre-activations
         grad_w = grad_w + centered.T @ grad_pre
         grad_b_enc = grad_b_enc + grad_pre.sum(0)
@@ -102,6 +93,26 @@ def _sparse_grads(
 def topk_encode(x: Tensor, b_dec: Tensor, W_enc: Tensor, b_enc: Tensor, k: int):
     """(values, indices, pre_acts) of the top-k latents of (x - b_dec) @ W_enc + b_enc."""
     return TopKEncode.apply(x, b_dec, W_enc, b_enc, k)
+
+
+def _sparse_t_times(flat: Tensor, g: Tensor, shape: tuple[int, int, int], dense: Tensor):
+    """G^T @ dense for G (n, d_sae) holding m entries a row, g at columns `flat`, row by row.
+
+    On a CPU, G as CSR: its row pointers are a range and its columns the indices as they
+    come, with no sort (a COO matrix is coalesced first, which took three times as long).
+    The CPU product reads every entry, so unsorted or repeated columns in a row add up as
+    they should (tests/test_sae_kernels.py checks both); hence no invariant checks. Other
+    devices' sparse libraries expect sorted CSR columns, so they get the COO product."""
+    n, m, d_sae = shape
+    if g.device.type != "cpu":
+        tokens = torch.arange(n, device=g.device).repeat_interleave(m)
+        coo = torch.sparse_coo_tensor(torch.stack([flat, tokens]), g, (d_sae, n))
+        return torch.sparse.mm(coo, dense)
+    rows = torch.arange(n + 1, device=g.device) * m
+    with warnings.catch_warnings():  # torch calls its CSR support beta, once per process
+        warnings.simplefilter("ignore", UserWarning)
+        sparse = torch.sparse_csr_tensor(rows, flat, g, (n, d_sae), check_invariants=False)
+    return sparse.t() @ dense
 
 
 def selected_pre_acts(
