@@ -84,11 +84,14 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         parallel = (self.W_dec.grad * self.W_dec).sum(dim=1, keepdim=True)
         self.W_dec.grad -= parallel * self.W_dec
 
+    @property
+    def input_b_dec(self) -> Tensor:
+        """What the encoder subtracts from the scaled input: b_dec, or zeros for SAEs that
+        encode x itself."""
+        return self.b_dec if self.cfg.apply_b_dec_to_input else torch.zeros_like(self.b_dec)
+
     def pre_acts(self, x: Tensor) -> Tensor:
-        xs = x * self.scale
-        if self.cfg.apply_b_dec_to_input:
-            xs = xs - self.b_dec
-        return xs @ self.W_enc + self.b_enc
+        return (x * self.scale - self.input_b_dec) @ self.W_enc + self.b_enc
 
     @abc.abstractmethod
     def activation(self, pre: Tensor) -> Tensor:

@@ -45,10 +45,7 @@ def task_dead_latents(sae: TopKSAE, batches: Iterable[Tensor]) -> Tensor:
     for x in batches:
         if len(unfired) == 0:
             break
-        xs = x * sae.scale
-        if sae.cfg.apply_b_dec_to_input:
-            xs = xs - sae.b_dec
-        pre = xs @ sae.W_enc[:, unfired] + sae.b_enc[unfired]
+        pre = (x * sae.scale - sae.input_b_dec) @ sae.W_enc[:, unfired] + sae.b_enc[unfired]
         unfired = unfired[~(pre > 0).any(0)]
     dead = torch.zeros(sae.cfg.d_sae, dtype=torch.bool, device=sae.W_enc.device)
     dead[unfired] = True
@@ -83,7 +80,7 @@ def finetune_loss(sae: TopKSAE, x: Tensor, dead: Tensor, dead_weight: float):
     read at their selected latents only (`selected_pre_acts`), so that the backward pass
     costs a sparse product instead of two dense ones."""
     xs = x * sae.scale
-    b_dec = sae.b_dec if sae.cfg.apply_b_dec_to_input else torch.zeros_like(sae.b_dec)
+    b_dec = sae.input_b_dec
     with torch.no_grad():
         pre = sae.pre_acts(x)
     indices = topk_among(pre, ~dead, sae.cfg.k)

@@ -120,6 +120,6 @@ def selected_pre_acts(
 ) -> Tensor:
     """pre.gather(1, indices), differentiable in x, b_dec, W_enc and b_enc as if `pre` were
     (x - b_dec) @ W_enc + b_enc, which it must hold (computed without a graph): the
-    backward pass reads only the selected entries. An index may repeat within a row (a
-    latent in two branches); its gradients add up."""
+    backward pass reads only the selected entries. An index that repeats within a row
+    gets the sum of its gradients."""
     return SelectedPreActs.apply(x, b_dec, W_enc, b_enc, pre, indices)

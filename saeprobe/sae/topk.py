@@ -42,7 +42,7 @@ class TopKSAE(SparseAutoencoder):
 
     def loss(self, x: Tensor, step: TrainStep = DEFAULT_STEP):
         xs = x * self.scale
-        b_dec = self.b_dec if self.cfg.apply_b_dec_to_input else torch.zeros_like(self.b_dec)
+        b_dec = self.input_b_dec
         k = step.k or self.cfg.k
         values, indices, pre = topk_encode(xs, b_dec, self.W_enc, self.b_enc, k)
         x_hat = sparse_decode(indices, values, self.decoder) + self.b_dec
