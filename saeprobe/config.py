@@ -338,6 +338,7 @@ class RegimeConfig:
     methods: list[str] | None = optional()  # None: every configured method
     layers: list[int] | None = optional()  # None: every extracted layer
     sae_k: list[int] | None = optional()  # the top-k probe's k here; None: probe.sae_k
+    datasets: list[str] | None = optional()  # None: every data set of probe_datasets
 
 
 @dataclass(frozen=True)
@@ -451,7 +452,7 @@ class AttentionProbeConfig:
 class MultiTokenConfig:
     # binary data sets of `datasets` (the paper's multi-token runs are binary)
     datasets: list[str] = field(default_factory=lambda: ["spam", "sentiment"])
-    layers: list[int] = field(default_factory=lambda: [6])  # each one of extract.layers
+    layers: list[int] = field(default_factory=lambda: [6, 12])  # each one of extract.layers
     methods: list[str] = field(default_factory=lambda: list(MULTITOKEN_METHODS))
     attention: AttentionProbeConfig = field(default_factory=AttentionProbeConfig)
     # concat_pca: a PCA per token position (the first content tokens), joined, L1 probe
@@ -997,7 +998,8 @@ def validate_all(params: dict[str, Any]) -> None:
     report = probe_report_config(params)
     regimes = regime_configs(params)
     names = dataset_names(params)
-    unknown = [name for name in probe_datasets(params) if name not in names]
+    probe_sets = probe_datasets(params)
+    unknown = [name for name in probe_sets if name not in names]
     if unknown:
         raise ConfigError(
             f"params: 'probe_datasets' names {unknown}, which 'datasets' does not define"
@@ -1064,6 +1066,12 @@ def validate_all(params: dict[str, Any]) -> None:
         if extra:
             raise ConfigError(
                 f"params: 'regimes.{name}.layers' has {extra}, not in 'extract.layers'"
+            )
+        extra = [d for d in regime.datasets or [] if d not in probe_sets]
+        if extra:
+            raise ConfigError(
+                f"params: 'regimes.{name}.datasets' has {extra}, not in 'probe_datasets' "
+                f"{probe_sets}"
             )
 
 
@@ -1465,7 +1473,7 @@ def benchmark_regimes(params: dict[str, Any], cfg: BenchmarkConfig) -> dict[str,
     """The configured regimes the benchmark runs, over its one layer."""
     regimes = regime_configs(params)
     return {
-        name: dataclasses.replace(regimes[name], layers=None)
+        name: dataclasses.replace(regimes[name], layers=None, datasets=None)
         for name in REGIMES
         if name in cfg.regimes and name in regimes
     }

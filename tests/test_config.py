@@ -114,6 +114,13 @@ def test_regime_levels_out_of_range_are_refused(regime, levels, expected):
         config.regime_configs(params)
 
 
+def test_a_regime_narrowed_to_a_data_set_that_is_not_probed_is_refused():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["regimes"]["noise"]["datasets"] = ["spam", "spma"]
+    with pytest.raises(ConfigError, match=r"'regimes.noise.datasets' has \['spma'\]"):
+        config.validate_all(params)
+
+
 def test_a_data_set_without_the_key_its_source_needs_is_refused():
     with pytest.raises(ConfigError, match="source 'sae_probes' but no 'task'"):
         config.dataset_config({"datasets": {"x": {"source": "sae_probes"}}}, "x")
@@ -220,6 +227,7 @@ FULL_RUN_SCALE = {
     ("probe", "sae_k"),
     ("probe", "grids", "xgboost", "trials"),
     *((("regimes", regime, "seeds")) for regime in config.REGIMES),
+    *((("regimes", regime, "datasets")) for regime in config.REGIMES),
     ("unintended", "layers"),
     ("unintended", "benchmarks"),
     ("selfreg", "seeds"),

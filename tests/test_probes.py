@@ -15,7 +15,7 @@ from saeprobe.features import pool_latents
 from saeprobe.probes.methods import FitContext, fit_method, rank_latents
 from saeprobe.probes.schema import RESULT_SCHEMA
 from saeprobe.probes.summary import quiver, summarize, with_labels
-from saeprobe.probes.sweep import FitFailed, Representation, run_sweep
+from saeprobe.probes.sweep import FitFailed, Representation, plan, run_sweep
 from saeprobe.probes.validation import auc, select_logistic, validation_splits
 
 
@@ -186,6 +186,22 @@ def tiny_sweep(timed: bool = False, **cfg):
     }
     results, seconds = run_sweep("toy", prepared, reps, cfg, regimes, base_seed=0)
     return (results, seconds) if timed else results
+
+
+def test_a_regime_narrowed_to_other_data_sets_plans_nothing_for_this_one():
+    X, y = blobs(n=240, d=6)
+    split = np.array(["train"] * 180 + ["test"] * 60)
+    reps = [Representation(3, "hidden", X)]
+    cfg = ProbeConfig(n_jobs=1, baselines=["logreg_l2"], sae_methods=[])
+    regimes = {
+        "normal": RegimeConfig(seeds=1),
+        "scarcity": RegimeConfig(seeds=1, levels=[20], datasets=["spam"]),
+    }
+    planned = {
+        name: {job.setting.regime for job in plan(name, y, split, reps, cfg, regimes, 0)[0]}
+        for name in ("spam", "bbc")
+    }
+    assert planned == {"spam": {"normal", "scarcity"}, "bbc": {"normal"}}
 
 
 def test_sweep_timing_says_which_regime_kind_and_method_took_the_time():

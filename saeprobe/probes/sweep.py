@@ -145,6 +145,8 @@ def plan(
     jobs: list[ProbeJob] = []
     skipped: list[dict] = []
     for regime, rcfg in regimes.items():
+        if rcfg.datasets is not None and dataset not in rcfg.datasets:
+            continue
         for level in levels_of(regime, rcfg):
             for s in range(rcfg.seeds):
                 setting = Setting(dataset, regime, level, base_seed + s)
