@@ -124,7 +124,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class ExtractConfig:
-    layers: list[int] = field(default_factory=lambda: [6, 12])  # hidden_states indices
+    layers: list[int] = field(default_factory=lambda: [6])  # hidden_states indices
     max_length: int = 128  # tokens per document, BOS included; longer texts are truncated
     batch_tokens: int = 4096  # padded tokens per forward pass
     max_batch_size: int = 64
@@ -452,7 +452,7 @@ class AttentionProbeConfig:
 class MultiTokenConfig:
     # binary data sets of `datasets` (the paper's multi-token runs are binary)
     datasets: list[str] = field(default_factory=lambda: ["spam", "sentiment"])
-    layers: list[int] = field(default_factory=lambda: [6, 12])  # each one of extract.layers
+    layers: list[int] = field(default_factory=lambda: [6])  # each one of extract.layers
     methods: list[str] = field(default_factory=lambda: list(MULTITOKEN_METHODS))
     attention: AttentionProbeConfig = field(default_factory=AttentionProbeConfig)
     # concat_pca: a PCA per token position (the first content tokens), joined, L1 probe

@@ -221,6 +221,7 @@ def test_params_stay_valid_yaml_after_dvc_rewrites_them(name, tmp_path):
 # seeds, levels' seeds, search sizes), never a method's settings.
 FULL_RUN_SCALE = {
     ("datasets",),
+    ("extract", "layers"),
     ("probe_datasets",),
     ("finetune_datasets",),
     ("sae_eval", "ce_docs"),
