@@ -26,8 +26,10 @@ install: $(VENV)/.installed
 
 # DVC_TARGETS: only these stages and what they need (e.g. DVC_TARGETS=benchmark_report).
 DVC_TARGETS ?=
+# A full run also drops the lock entries of stages dvc.yaml no longer has (saeprobe/lockfile.py).
 repro: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro $(DVC_TARGETS)
+	$(if $(DVC_TARGETS),,$(VENV)/bin/python -m saeprobe.lockfile)
 
 test: install $(VENV)/.saelens
 	$(VENV)/bin/ruff check .
