@@ -157,7 +157,7 @@ def test_a_published_sae_for_a_layer_that_is_not_extracted_is_refused(tmp_path):
         params["sae"]["pretrained"] = {"7": "data/published/l7"}
 
     line = one_line_error(stage(tmp_path, "check_params", change=change))
-    assert "'sae.pretrained' names layer 7, which 'extract.layers' [6, 12] does not extract" in line
+    assert "'sae.pretrained' names layer 7, which 'extract.layers' [6] does not extract" in line
 
 
 def test_a_task_name_typo_gets_a_suggestion(tmp_path):
