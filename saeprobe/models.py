@@ -197,9 +197,7 @@ def load_model(
         tokenizer.pad_token = tokenizer.eos_token
     # Right padding: real tokens then never attend to padding in causal models.
     tokenizer.padding_side = "right"
-    config = (
-        model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    )
+    config = text_config(model)
     return LoadedModel(
         name=cfg.name,
         model=model,
@@ -210,6 +208,29 @@ def load_model(
         device=device,
         dtype=dtype,
     )
+
+
+def text_config(model: nn.Module):
+    config = model.config
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def head_runs_apart(model: nn.Module) -> bool:
+    """Whether `head_logits` on the decoder's last hidden state gives the model's logits, so
+    that the LM head (a vocabulary's worth of rows) can run on the positions read only. Not
+    for models whose forward scales the head's output beyond soft-capping."""
+    return (
+        hasattr(model, "get_decoder")
+        and getattr(model, "get_output_embeddings", lambda: None)() is not None
+        and getattr(text_config(model), "logit_scale", None) in (None, 1.0)
+    )
+
+
+def head_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """The causal LM's logits from its decoder's last hidden state (`head_runs_apart`)."""
+    logits = model.get_output_embeddings()(hidden)
+    cap = getattr(text_config(model), "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
 
 
 def decoder_layers(model: nn.Module, n_layers: int) -> nn.ModuleList:

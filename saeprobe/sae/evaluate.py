@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from saeprobe.models import LoadedModel, decoder_layers
+from saeprobe.models import LoadedModel, decoder_layers, head_logits, head_runs_apart
 from saeprobe.sae.base import SparseAutoencoder
 
 
@@ -92,31 +92,17 @@ def _summed_ce(lm: LoadedModel, input_ids: Tensor, attention: Tensor, scored: Te
     """Summed next-token CE where `scored` (the targets' mask) is true. The LM head (for
     Gemma, 262k vocabulary rows: more work than the blocks) runs on those positions only."""
     model = lm.model
-    head = model.get_output_embeddings()
     targets = input_ids[:, 1:]
-    if head is None or not hasattr(model, "get_decoder") or _rescales_logits(model):
+    if not head_runs_apart(model):
         logits = model(input_ids=input_ids, attention_mask=attention, use_cache=False).logits
         logits = logits[:, :-1][scored]
     else:
         hidden = model.get_decoder()(
             input_ids=input_ids, attention_mask=attention, use_cache=False
         ).last_hidden_state
-        logits = head(hidden[:, :-1][scored])
-        cap = getattr(_text_config(model), "final_logit_softcapping", None)
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
+        logits = head_logits(model, hidden[:, :-1][scored])
     ce = F.cross_entropy(logits.float(), targets[scored], reduction="sum")
     return float(ce), int(scored.sum())
-
-
-def _text_config(model):
-    config = model.config
-    return config.get_text_config() if hasattr(config, "get_text_config") else config
-
-
-def _rescales_logits(model) -> bool:
-    """Models whose forward scales the head's output (beyond soft-capping, handled here)."""
-    return getattr(_text_config(model), "logit_scale", None) not in (None, 1.0)
 
 
 def ce_loss_recovered(

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from saeprobe.config import CrossModelConfig
 from saeprobe.errors import ConfigError
-from saeprobe.models import LoadedModel, check_layers
+from saeprobe.models import LoadedModel, check_layers, head_logits, head_runs_apart
 from saeprobe.transfer.behaviour_io import CORRECT, WRONG
 
 
@@ -83,42 +83,54 @@ class Answers:
 def answer_items(
     model: LoadedModel, texts: list[str], cfg: CrossModelConfig, progress: bool = True
 ) -> Answers:
+    """Batches of items of similar length (less padding), answers in the items' order."""
     check_layers(cfg.layers, model.n_layers, "cross_model.layers")
     choices = answer_tokens(model.tokenizer, cfg.answers)
     prompts = [prompt_ids(model, text, cfg) for text in texts]
-    pad = model.tokenizer.pad_token_id
-    chosen, margins = [], []
-    hidden: dict[int, list[np.ndarray]] = {layer: [] for layer in cfg.layers}
+    order = np.argsort([len(p) for p in prompts], kind="stable")
+    scores = np.zeros((len(prompts), len(choices.token_ids)), np.float32)
+    hidden = {layer: np.zeros((len(prompts), model.d_model), np.float32) for layer in cfg.layers}
     for start in tqdm(range(0, len(prompts), cfg.batch_size), disable=not progress):
-        batch = prompts[start : start + cfg.batch_size]
-        lengths = torch.tensor([len(p) for p in batch])
-        width = int(lengths.max())
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        for row, p in enumerate(batch):  # right padding: the last real token is the answer slot
-            ids[row, : len(p)] = torch.tensor(p)
-        mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
-        out = model.model(
-            input_ids=ids.to(model.device),
-            attention_mask=mask.to(model.device),
-            output_hidden_states=True,
+        items = order[start : start + cfg.batch_size]
+        batch_scores, batch_hidden = _answer_scores(
+            model, [prompts[i] for i in items], choices, cfg
         )
-        last = (lengths - 1).to(model.device)
-        rows = torch.arange(len(batch), device=model.device)
-        scores = out.logits[rows, last][:, choices.token_ids].float().cpu()
-        best = scores.argmax(1)
-        top2 = scores.topk(2, dim=1).values
-        chosen += [choices.words[i] for i in best.tolist()]
-        margins.append((top2[:, 0] - top2[:, 1]).numpy())
+        scores[items] = batch_scores
         for layer in cfg.layers:
-            hidden[layer].append(out.hidden_states[layer][rows, last].float().cpu().numpy())
+            hidden[layer][items] = batch_hidden[layer]
+    top2 = -np.sort(-scores, axis=1)[:, :2]
     return Answers(
-        answer=chosen,
-        margin=np.concatenate(margins) if margins else np.zeros(0, np.float32),
-        hidden={
-            layer: np.concatenate(parts) if parts else np.zeros((0, model.d_model), np.float32)
-            for layer, parts in hidden.items()
-        },
+        answer=[choices.words[i] for i in scores.argmax(1)],
+        margin=(top2[:, 0] - top2[:, 1]).astype(np.float32),
+        hidden=hidden,
     )
+
+
+def _answer_scores(
+    model: LoadedModel, batch: list[list[int]], choices: AnswerTokens, cfg: CrossModelConfig
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """The answer words' logits and the hidden states at each item's last token."""
+    lengths = torch.tensor([len(p) for p in batch])
+    width = int(lengths.max())
+    ids = torch.full((len(batch), width), model.tokenizer.pad_token_id, dtype=torch.long)
+    for row, p in enumerate(batch):  # right padding: the last real token is the answer slot
+        ids[row, : len(p)] = torch.tensor(p)
+    mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
+    inputs = dict(input_ids=ids.to(model.device), attention_mask=mask.to(model.device))
+    rows = torch.arange(len(batch), device=model.device)
+    last = (lengths - 1).to(model.device)
+    if head_runs_apart(model.model):
+        # The LM head on the answer slots only, not on every position of the batch.
+        out = model.model.get_decoder()(**inputs, output_hidden_states=True, use_cache=False)
+        logits = head_logits(model.model, out.last_hidden_state[rows, last])
+    else:
+        out = model.model(**inputs, output_hidden_states=True)
+        logits = out.logits[rows, last]
+    scores = logits[:, choices.token_ids].float().cpu().numpy()
+    hidden = {
+        layer: out.hidden_states[layer][rows, last].float().cpu().numpy() for layer in cfg.layers
+    }
+    return scores, hidden
 
 
 def behaviour_table(prepared: pl.DataFrame, expected: list[str], answers: Answers) -> pl.DataFrame:
