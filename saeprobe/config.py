@@ -217,7 +217,7 @@ class FinetuneConfig:
 
 @dataclass(frozen=True)
 class SAEEvalConfig:
-    ce_docs: int = 16  # documents for the spliced-in LM loss (causal models only)
+    ce_docs: int = 8  # documents for the spliced-in LM loss (causal models only)
     card_top: int = 8  # top activating token spans kept per latent
     card_context_chars: int = 60
 
@@ -451,7 +451,7 @@ class AttentionProbeConfig:
 @dataclass(frozen=True)
 class MultiTokenConfig:
     # binary data sets of `datasets` (the paper's multi-token runs are binary)
-    datasets: list[str] = field(default_factory=lambda: ["spam", "sentiment"])
+    datasets: list[str] = field(default_factory=lambda: ["sentiment"])
     layers: list[int] = field(default_factory=lambda: [6])  # each one of extract.layers
     methods: list[str] = field(default_factory=lambda: list(MULTITOKEN_METHODS))
     attention: AttentionProbeConfig = field(default_factory=AttentionProbeConfig)

@@ -229,6 +229,7 @@ FULL_RUN_SCALE = {
     ("probe", "grids", "xgboost", "trials"),
     *((("regimes", regime, "seeds")) for regime in config.REGIMES),
     *((("regimes", regime, "datasets")) for regime in config.REGIMES),
+    ("regimes", "noise", "levels"),
     ("unintended", "layers"),
     ("unintended", "benchmarks"),
     ("selfreg", "seeds"),
