@@ -516,7 +516,7 @@ def default_transfer_pairs() -> dict[str, TransferPairConfig]:
 @dataclass(frozen=True)
 class TransferConfig:
     pairs: dict[str, TransferPairConfig] = field(default_factory=default_transfer_pairs)
-    seeds: int = 3  # each seed draws its own training sample from the source
+    seeds: int = 2  # each seed draws its own training sample from the source
     max_train: int = 256  # training examples per seed, class-balanced
     saes: list[str] = field(default_factory=lambda: ["pretrained", "finetuned"])
     sae_k: list[int] = field(default_factory=lambda: [16, 128])
