@@ -192,3 +192,42 @@ def test_cross_model_rows_name_the_task_and_hold_the_second_models_own_probe():
     summary = summarize_cross_model(results, "second")
     assert summary[0]["family"] == "own_hidden"  # the only representation with signal
     assert summary[0]["auc"]["mean"] > 0.9 > summary[1]["auc"]["mean"]
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma2"])  # gemma2: soft-capped logits
+def test_the_head_on_the_answer_slots_scores_as_the_whole_models_logits(family):
+    import transformers
+
+    size = dict(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=2)
+    size |= dict(num_attention_heads=2, num_key_value_heads=1, head_dim=8)
+    torch.manual_seed(0)
+    if family == "llama":
+        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**size))
+    else:
+        cfg = transformers.Gemma2Config(**size, final_logit_softcapping=0.5)
+        model = transformers.Gemma2ForCausalLM(cfg)
+    model.eval()
+    tokenizer = WordTokenizer()
+    lm = LoadedModel("tiny", model, tokenizer, "", 2, 16, torch.device("cpu"), torch.float32)
+    texts = ["sure it is", "no", "a longer item that ends sure"]
+    answers = answer_items(lm, texts, config(batch_size=2), progress=False)
+
+    whole = LoadedModel(
+        "tiny", WholeLogits(model), tokenizer, "", 2, 16, torch.device("cpu"), torch.float32
+    )
+    reference = answer_items(whole, texts, config(batch_size=2), progress=False)
+    assert answers.answer == reference.answer
+    np.testing.assert_allclose(answers.margin, reference.margin, rtol=1e-5, atol=1e-6)
+    for layer in (1, 2):
+        np.testing.assert_allclose(answers.hidden[layer], reference.hidden[layer], atol=1e-6)
+
+
+class WholeLogits(torch.nn.Module):
+    """The model seen through its forward only: every position's logits."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner = model
+
+    def forward(self, **inputs):
+        return self.inner(**inputs)
