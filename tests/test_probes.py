@@ -188,6 +188,45 @@ def tiny_sweep(timed: bool = False, **cfg):
     return (results, seconds) if timed else results
 
 
+def shareable_sweep(regimes: dict, **cfg):
+    X, y = blobs(n=300, d=8, shift=1.5)
+    X[240:, 1] += 1.0  # the shifted split differs from the test split
+    prepared = pl.DataFrame({"label": y, "split": ["train"] * 180 + ["test"] * 60 + ["ood"] * 60})
+    reps = [
+        Representation(3, "hidden", X),
+        Representation(3, "sae_pretrained", sp.csr_matrix(np.maximum(X, 0))),
+    ]
+    settings = dict(n_jobs=1, c_grid_size=3, sae_k=[2], baselines=["logreg_l2", "knn", "pca"])
+    probe = ProbeConfig(**(settings | cfg))
+    return run_sweep("toy", prepared, reps, probe, regimes, base_seed=0)
+
+
+def test_settings_with_the_same_training_sample_share_one_fit_and_score_as_if_apart():
+    regimes = {
+        "normal": RegimeConfig(seeds=2),
+        "noise": RegimeConfig(seeds=1, levels=[0.0, 0.3]),
+        "shift": RegimeConfig(seeds=2),
+    }
+    together, seconds = shareable_sweep(regimes)
+    apart = pl.concat([shareable_sweep({name: rcfg})[0] for name, rcfg in regimes.items()])
+    assert together.equals(apart)  # every row, in the same order
+    ok = together.filter(pl.col("status") == "ok")
+    assert set(ok["regime"]) == {"normal", "noise", "shift"}
+    # The shift fits and the noise-free ones ran in the normal regime; 30% noise ran its own.
+    assert all(seconds["by_method"][f"shift/{m}"] == 0.0 for m in ("logreg_l2", "knn", "pca"))
+    assert seconds["by_method"]["noise/logreg_l2"] > 0.0
+    noisy, clean = (
+        ok.filter(pl.col("regime") == "noise", pl.col("level") == lv) for lv in (0.3, 0)
+    )
+    normal = ok.filter(
+        pl.col("regime") == "normal", pl.col("seed") == 0, pl.col("method").is_in(clean["method"])
+    )
+    assert clean.select("method", "val_auc", "roc_auc").equals(
+        normal.select("method", "val_auc", "roc_auc")
+    )
+    assert not noisy["val_auc"].equals(clean["val_auc"])
+
+
 def test_a_regime_narrowed_to_other_data_sets_plans_nothing_for_this_one():
     X, y = blobs(n=240, d=6)
     split = np.array(["train"] * 180 + ["test"] * 60)

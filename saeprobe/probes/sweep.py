@@ -2,8 +2,11 @@
 in parallel; one row a fit.
 
 Every probe of a (regime, level, seed) shares that seed's sample, so comparisons between
-them are paired. A setting the data cannot support is recorded as `skipped` with its
-reason; a fit that raises anything else fails the stage, naming the fit, unless
+them are paired. A fit is a function of its training rows, their labels and the seed, so
+settings that draw the same training sample share one fit, scored on each one's test set:
+the shift regime trains on the normal regime's sample of the same seed, and label noise at
+level 0 leaves it unchanged. A setting the data cannot support is recorded as `skipped`
+with its reason; a fit that raises anything else fails the stage, naming the fit, unless
 `probe.allow_failures` records it as `failed`."""
 
 from __future__ import annotations
@@ -173,37 +176,76 @@ def plan(
     return jobs, skipped
 
 
-def run_job(
-    job: ProbeJob, y: np.ndarray, n_classes: int, cfg: ProbeConfig
-) -> tuple[list[dict], dict[str, float]]:
-    """The job's rows, and the seconds each of its methods took."""
-    rows, seconds = [], {}
-    train, test = job.sample.train, job.sample.test
-    ctx = FitContext(cfg=cfg, seed=job.setting.seed, n_classes=n_classes)
-    for method in job.methods:
-        row = job.setting.row(job.rep, method) | {"n_train": len(train), "n_test": len(test)}
-        start = time.perf_counter()
-        try:
-            fit = fit_method(
-                method, job.rep.X[train], job.sample.train_labels, job.rep.X[test], ctx
+@dataclass
+class SharedFit:
+    """One method fit once on one training sample and scored on the test set of every job
+    that trains it on that sample (`share_fits`); `jobs` indexes the planned jobs."""
+
+    rep: Representation
+    method: str
+    sample: Sample
+    settings: list[Setting]
+    tests: list[np.ndarray]
+    jobs: list[int]
+
+
+def share_fits(jobs: list[ProbeJob]) -> list[SharedFit]:
+    """The distinct fits of the planned jobs, the largest training samples first (so that
+    the last fits a worker picks up are short ones)."""
+    fits: dict[tuple, SharedFit] = {}
+    for i, job in enumerate(jobs):
+        drawn = job.sample
+        for method in job.methods:
+            key = (
+                id(job.rep),
+                method,
+                job.setting.seed,
+                drawn.train.tobytes(),
+                drawn.train_labels.tobytes(),
             )
-        except Infeasible as exc:
-            rows.append(row | {"status": "skipped", "message": str(exc)})
-            continue
-        except Exception as exc:
-            what = f"{type(exc).__name__}: {exc}"
-            if not cfg.allow_failures:
-                name = f"{job.rep.name}/{method} at layer {job.rep.layer}"
-                raise FitFailed(
-                    f"probe {name}, regime {job.setting.regime} level {job.setting.level} "
-                    f"seed {job.setting.seed} failed: {what} (set probe.allow_failures: true "
-                    "to record such fits as failed and go on)"
-                ) from exc
-            rows.append(row | {"status": "failed", "message": what})
-            continue
-        finally:
-            seconds[method] = time.perf_counter() - start
-        rows.append(row | scores(y[test], fit.proba) | fit_summary(fit.params, fit.val_auc))
+            if key not in fits:
+                fits[key] = SharedFit(job.rep, method, drawn, [], [], [])
+            fits[key].settings.append(job.setting)
+            fits[key].tests.append(drawn.test)
+            fits[key].jobs.append(i)
+    return sorted(fits.values(), key=lambda fit: -len(fit.sample.train))
+
+
+def run_shared_fit(
+    shared: SharedFit, y: np.ndarray, n_classes: int, cfg: ProbeConfig
+) -> tuple[list[dict], float]:
+    """One row per job of the shared fit, and the seconds the fit took."""
+    rep, method, train = shared.rep, shared.method, shared.sample.train
+    test = np.concatenate(shared.tests)
+    first = shared.settings[0]
+    ctx = FitContext(cfg=cfg, seed=first.seed, n_classes=n_classes)
+    start = time.perf_counter()
+    try:
+        fit = fit_method(method, rep.X[train], shared.sample.train_labels, rep.X[test], ctx)
+        outcome = None
+    except Infeasible as exc:
+        outcome = {"status": "skipped", "message": str(exc)}
+    except Exception as exc:
+        what = f"{type(exc).__name__}: {exc}"
+        if not cfg.allow_failures:
+            name = f"{rep.name}/{method} at layer {rep.layer}"
+            raise FitFailed(
+                f"probe {name}, regime {first.regime} level {first.level} "
+                f"seed {first.seed} failed: {what} (set probe.allow_failures: true "
+                "to record such fits as failed and go on)"
+            ) from exc
+        outcome = {"status": "failed", "message": what}
+    seconds = time.perf_counter() - start
+    rows, offset = [], 0
+    for setting, rows_of_test in zip(shared.settings, shared.tests, strict=True):
+        row = setting.row(rep, method) | {"n_train": len(train), "n_test": len(rows_of_test)}
+        if outcome is None:
+            proba = fit.proba[offset : offset + len(rows_of_test)]
+            row |= scores(y[rows_of_test], proba) | fit_summary(fit.params, fit.val_auc)
+        else:
+            row |= outcome
+        rows.append(row)
+        offset += len(rows_of_test)
     return rows, seconds
 
 
@@ -240,14 +282,19 @@ def run_sweep(
     jobs, rows = plan(dataset, y, prepared["split"].to_numpy(), reps, cfg, regimes, base_seed)
     if progress:
         progress(f"{dataset}: {len(jobs)} probe jobs")
-    done = run_parallel([delayed(run_job)(job, y, n_classes, cfg) for job in jobs], cfg)
+    shared = share_fits(jobs)
+    done = run_parallel([delayed(run_shared_fit)(fit, y, n_classes, cfg) for fit in shared], cfg)
+    by_job: list[dict[str, dict]] = [{} for _ in jobs]
     by_kind: dict[str, float] = defaultdict(float)
     by_method: dict[str, float] = defaultdict(float)
-    for job, (result, per_method) in zip(jobs, done, strict=True):
-        rows += result
-        for method, elapsed in per_method.items():
-            by_kind[f"{job.setting.regime}/{job.rep.kind}"] += elapsed
-            by_method[f"{job.setting.regime}/{method}"] += elapsed
+    for fit, (fit_rows, elapsed) in zip(shared, done, strict=True):
+        # The fit's time counts where it was first planned; the settings that share it
+        # ran no fit of their own.
+        for n, (i, row) in enumerate(zip(fit.jobs, fit_rows, strict=True)):
+            by_job[i][fit.method] = row
+            by_kind[f"{row['regime']}/{fit.rep.kind}"] += elapsed if n == 0 else 0.0
+            by_method[f"{row['regime']}/{fit.method}"] += elapsed if n == 0 else 0.0
+    rows += [by_job[i][method] for i, job in enumerate(jobs) for method in job.methods]
     return results_frame(rows), {"by_kind": rounded(by_kind), "by_method": rounded(by_method)}
 
 
