@@ -17,10 +17,10 @@ package's imports need libraries saeprobe does not):
 
 and prints, per method and regime, the mean |test AUC difference|, the fits, and both wall
 times with their ratio (reference / saeprobe), then the same per method over all regimes and
-for all the methods run together (the whole sweep). Both run on one BLAS and OpenMP thread
-(torch's too, which the batched lbfgs uses), as each of the pipeline's sweep workers does
-(joblib gives a worker its share of the cores): small fits spend more time waking threads
-than computing.
+over all the methods asked for (with the default --methods, the whole sweep). Both run on
+one BLAS and OpenMP thread (torch's too, which the batched lbfgs uses), as each of the
+pipeline's sweep workers does (joblib gives a worker its share of the cores): small fits
+spend more time waking threads than computing.
 """
 
 from __future__ import annotations
@@ -228,20 +228,24 @@ def report(args, methods, diffs, seconds) -> None:
             ours_s, ref_s = seconds[(method, regime)]
             print(
                 f"{method:14s} {regime:10s} {len(d):5d} {np.mean(d):11.4f} {np.max(d):10.4f}"
-                f" {ours_s:8.1f} {ref_s:8.1f} {ref_s / max(ours_s, 1e-9):7.2f}x"
+                f" {ours_s:8.1f} {ref_s:8.1f} {speedup(ours_s, ref_s):7.2f}x"
             )
-    for method in [*methods, None]:  # None: every method together, the whole sweep
-        keys = [key for key in diffs if method is None or key[0] == method]
+    groups = {method: [key for key in diffs if key[0] == method] for method in methods}
+    groups["all methods"] = list(diffs)
+    for name, keys in groups.items():
         all_d = [v for key in keys for v in diffs[key]]
         if not all_d:
             continue
         ours_s = sum(seconds[key][0] for key in keys)
         ref_s = sum(seconds[key][1] for key in keys)
         print(
-            f"{method or 'all methods':14s} all regimes: mean |dAUC| {np.mean(all_d):.4f} over "
-            f"{len(all_d)}, {ours_s:.1f} s against {ref_s:.1f} s: "
-            f"{ref_s / max(ours_s, 1e-9):.2f}x"
+            f"{name:14s} all regimes: mean |dAUC| {np.mean(all_d):.4f} over {len(all_d)}, "
+            f"{ours_s:.1f} s against {ref_s:.1f} s: {speedup(ours_s, ref_s):.2f}x"
         )
+
+
+def speedup(ours_s: float, ref_s: float) -> float:
+    return ref_s / max(ours_s, 1e-9)
 
 
 if __name__ == "__main__":
