@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 
 from saeprobe.probes import path
-from saeprobe.probes.validation import proba_full, select_l1_path
+from saeprobe.probes.validation import proba_full, select_l1_path, validation_splits
 
 CS = np.logspace(-2, 2, 5)
 
@@ -128,3 +129,25 @@ def test_the_l1_path_probe_fits_several_classes_one_vs_rest():
     assert np.allclose(proba.sum(1), 1.0)
     assert (proba.argmax(1) == y).mean() > 0.9
     assert params["C"] in CS and val > 0.9
+
+
+@pytest.mark.parametrize("n", [60, 300])
+def test_the_l1_path_probe_chooses_c_by_the_validation_auc_of_each_folds_own_fit(n):
+    X, y = codes(n=n, d=10, seed=2)
+    Cs = list(np.logspace(-3, 3, 7))
+    _, params, val = select_l1_path(X, y, Cs, seed=0, n_classes=2)
+    splits = validation_splits(y, 0)
+    mean = []
+    for C in sorted(Cs):
+        fold_scores = []
+        for train, test in splits:
+            rows = np.zeros(n, dtype=bool)
+            rows[train] = True
+            lam2 = path.saga_budget_l2(X, rows)
+            alone = path.solve(X, path_problems(y, [C], lam2, rows=rows))
+            margin = X[test] @ alone.coef[0] + alone.intercept[0]
+            fold_scores.append(roc_auc_score(y[test], margin))
+        mean.append(np.mean(fold_scores))
+    best = len(mean) - 1 - int(np.argmax(mean[::-1]))  # ties to the largest C
+    assert params["C"] == pytest.approx(sorted(Cs)[best])
+    assert val == pytest.approx(mean[best], abs=1e-6)

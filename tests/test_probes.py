@@ -16,7 +16,12 @@ from saeprobe.probes.methods import FitContext, fit_method, rank_latents
 from saeprobe.probes.schema import RESULT_SCHEMA
 from saeprobe.probes.summary import quiver, summarize, with_labels
 from saeprobe.probes.sweep import FitFailed, Representation, plan, run_sweep
-from saeprobe.probes.validation import auc, select_logistic, validation_splits
+from saeprobe.probes.validation import (
+    auc,
+    binary_aucs,
+    select_logistic,
+    validation_splits,
+)
 
 
 def ctx(n_classes=2, **cfg):
@@ -55,13 +60,30 @@ def test_c_selection_matches_fresh_fits_by_hand():
     assert val == pytest.approx(max(scores), abs=1e-3)
 
 
-def test_top_latents_are_ranked_after_scaling_by_mean_nonzero_activation():
+@pytest.mark.parametrize("layout", [sp.csr_matrix, np.asarray])
+def test_top_latents_are_ranked_after_scaling_by_mean_nonzero_activation(layout):
     y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     X = np.zeros((8, 3))
     X[:, 0] = [0, 0, 0, 0, 1, 1, 1, 1]  # perfectly separating, small
     X[:, 1] = [100, 0, 100, 0, 100, 100, 100, 0]  # large, barely separating
     X[:, 2] = [2, 2, 2, 2, 2, 2, 2, 2]  # constant
-    assert rank_latents(sp.csr_matrix(X), y).tolist() == [0, 1, 2]
+    assert rank_latents(layout(X), y).tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_dense_and_sparse_codes_rank_latents_as_the_reference_formula(n_classes):
+    rng = np.random.default_rng(n_classes)
+    y = rng.integers(0, n_classes, size=120)
+    X = np.maximum(rng.normal(size=(120, 300)) * rng.uniform(0.1, 5.0, 300) - 1.0, 0.0)
+    X[:, :5] += 2.0 * (y[:, None] == 1)
+    fires = (X != 0).sum(0)
+    scale = np.abs(X).sum(0) / (fires + 1e-6) + 1e-6
+    pairs = [(X[y == c].mean(0), X[y != c].mean(0)) for c in range(n_classes)]
+    pairs = pairs if n_classes > 2 else pairs[1:]
+    score = sum(np.abs(inside - outside) / scale for inside, outside in pairs)
+    expected = np.argsort(-score, kind="stable")[:50]
+    assert rank_latents(X, y)[:50].tolist() == expected.tolist()
+    assert rank_latents(sp.csr_matrix(X), y)[:50].tolist() == expected.tolist()
 
 
 def test_top_k_probe_uses_exactly_k_latents():
@@ -361,3 +383,11 @@ def test_validation_auc_equals_scikit_learns_with_ties_and_several_classes(seed)
     two = np.column_stack([1 - proba[:, 1], proba[:, 1]])
     assert auc(binary, two) == pytest.approx(roc_auc_score(binary, proba[:, 1]), abs=1e-12)
     assert np.isnan(auc(np.zeros(5, dtype=int), two[:5]))
+
+
+def test_many_score_columns_get_scikit_learns_auc_each_in_one_ranking():
+    rng = np.random.default_rng(3)
+    positive = rng.random(90) < 0.3
+    scores = rng.integers(0, 6, size=(90, 7)) / 5.0  # ties within every column
+    expected = [roc_auc_score(positive, scores[:, j]) for j in range(7)]
+    assert binary_aucs(positive, scores) == pytest.approx(expected, abs=1e-12)

@@ -75,16 +75,20 @@ def rank_latents(X, y: np.ndarray) -> np.ndarray:
     """Latents by |difference of class means| after dividing each latent by its mean
     nonzero |activation|, as `sae_probes.run_sae_evals.get_sorted_indices` with
     `mean_act_normalization` does (so rare, large latents do not win on scale alone). With
-    more than two classes (our extension) the one-vs-rest differences are summed."""
-    X = sp.csr_matrix(X)
+    more than two classes (our extension) the one-vs-rest differences are summed. Sparse
+    codes stay sparse and dense ones dense: converting them costs more than the ranking."""
+    X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
     nonzero = np.asarray((X != 0).sum(0)).ravel()
-    col_means = np.asarray(abs(X).sum(0)).ravel() / (nonzero + 1e-6)
-    scale = col_means + 1e-6
+    magnitude = np.asarray(abs(X).sum(0)).ravel()
+    scale = magnitude / (nonzero + 1e-6) + 1e-6
     classes = np.unique(y)
+    members = (y[:, None] == classes[None, :]).astype(np.float64)  # (n, classes)
+    sums = np.asarray(X.T @ members).T  # each class's column sums, one pass over X
+    total, counts = sums.sum(0), members.sum(0)
     score = np.zeros(X.shape[1])
-    for c in classes if len(classes) > 2 else classes[1:]:
-        inside = np.asarray(X[y == c].mean(0)).ravel()
-        outside = np.asarray(X[y != c].mean(0)).ravel()
+    for i in range(len(classes)) if len(classes) > 2 else range(1, len(classes)):
+        inside = sums[i] / counts[i]
+        outside = (total - sums[i]) / (len(y) - counts[i])
         score += np.abs(inside - outside) / scale
     return np.argsort(-score, kind="stable")
 

@@ -68,7 +68,9 @@ def _row_norms_squared(X) -> np.ndarray:
 
 
 class _Standardized:
-    """Z = (X - mean) / scale as products, without densifying a sparse X."""
+    """[Z, 1] with Z = (X - mean) / scale, the intercept's column of ones last, as products.
+    A dense X is standardized once; a sparse one stays sparse (densifying a wide SAE's codes
+    would cost more than the products)."""
 
     def __init__(self, X):
         self.X = X
@@ -80,30 +82,38 @@ class _Standardized:
         self.scale = np.where(self.constant, 1.0, std)
         self.mean = mean
         self.n = n
+        self.dense = (
+            None if sp.issparse(X) else np.column_stack([(X - mean) / self.scale, np.ones(n)])
+        )
 
     def times(self, V: np.ndarray) -> np.ndarray:
-        """Z @ V for V (d, B)."""
-        Vs = V / self.scale[:, None]
-        return np.asarray(self.X @ Vs) - self.mean @ Vs
+        """[Z, 1] @ V for V (d + 1, B)."""
+        if self.dense is not None:
+            return self.dense @ V
+        Vs = V[:-1] / self.scale[:, None]
+        return np.asarray(self.X @ Vs) - (self.mean @ Vs - V[-1])
 
     def transposed_times(self, R: np.ndarray) -> np.ndarray:
-        """Z.T @ R for R (n, B)."""
+        """[Z, 1].T @ R for R (n, B)."""
+        if self.dense is not None:
+            return self.dense.T @ R
+        total = R.sum(0)
         XtR = np.asarray(self.X.T @ R)
-        return (XtR - self.mean[:, None] * R.sum(0)) / self.scale[:, None]
+        return np.vstack([(XtR - self.mean[:, None] * total) / self.scale[:, None], total])
 
     def largest_eigenvalue(self) -> float:
-        """The largest eigenvalue of [Z, 1].T [Z, 1], by Lanczos on its products."""
+        """The largest eigenvalue of [Z, 1].T [Z, 1]: from the Gram matrix where it is
+        small, else by Lanczos on its products."""
         d = self.X.shape[1]
+        if self.dense is not None and d + 1 <= 512:
+            return float(np.linalg.eigvalsh(self.dense.T @ self.dense)[-1])
+        if d + 1 <= 64:
+            gram = self.transposed_times(self.times(np.eye(d + 1)))
+            return float(np.linalg.eigvalsh(gram)[-1])
 
         def product(v: np.ndarray) -> np.ndarray:
-            v = v.reshape(-1, 1)
-            z = self.times(v[:d]) + v[d]
-            return np.concatenate([self.transposed_times(z), z.sum(0, keepdims=True)]).ravel()
+            return self.transposed_times(self.times(v.reshape(-1, 1))).ravel()
 
-        if d + 1 <= 64:  # small: exactly
-            eye = np.eye(d + 1)
-            gram = np.column_stack([product(eye[:, i]) for i in range(d + 1)])
-            return float(np.linalg.eigvalsh(gram)[-1])
         operator = LinearOperator((d + 1, d + 1), matvec=product, dtype=np.float64)
         start = np.ones(d + 1)  # a fixed start vector keeps the result deterministic
         return float(eigsh(operator, k=1, which="LA", v0=start, tol=1e-6)[0][0])
@@ -114,7 +124,7 @@ def solve(X, problems: Problems, max_iter: int = 5000, tol: float = 1e-5) -> Sol
     lam1[b] |w|_1 + lam2[b] / 2 |w|^2 (intercept unpenalized), by FISTA with adaptive restart
     (O'Donoghue and Candes 2015). A problem has converged when its gradient mapping, the
     step a proximal-gradient iteration would still take divided by the step size, is below
-    `tol` in every coordinate.
+    `tol` in every coordinate; it then leaves the batch.
 
     A column constant over the rows (an SAE latent that never fires on them, most of a
     wide SAE's on one task) keeps a zero weight, so the solve runs on the others alone and
@@ -128,7 +138,6 @@ def solve(X, problems: Problems, max_iter: int = 5000, tol: float = 1e-5) -> Sol
         coef = np.zeros((inner.coef.shape[0], X.shape[1]))
         coef[:, varying] = inner.coef
         return Solution(coef, inner.intercept, inner.iterations, inner.converged)
-    Y = problems.targets.astype(np.float64)
     counts = problems.rows.sum(0)
     if (counts == 0).any():
         raise ValueError("a problem has no rows")
@@ -138,41 +147,55 @@ def solve(X, problems: Problems, max_iter: int = 5000, tol: float = 1e-5) -> Sol
     lipschitz = 0.25 * Z.largest_eigenvalue() * float(weights.max())
     step = 1.0 / lipschitz
     inverse_scale = np.where(Z.constant, 0.0, 1.0 / Z.scale)[:, None]
+    # The proximal step's per-coordinate threshold and shrinkage; the intercept, the last
+    # coordinate, is neither thresholded nor shrunk.
     threshold = step * problems.lam1[None, :] * inverse_scale  # (d, B)
     threshold = np.where(Z.constant[:, None], np.inf, threshold)
+    threshold = np.vstack([threshold, np.zeros((1, len(counts)))])
     shrink = 1.0 + step * problems.lam2[None, :] * inverse_scale**2
-    d, B = X.shape[1], Y.shape[1]
-    V, b = np.zeros((d, B)), _null_intercept(Y, problems.rows)
+    shrink = np.vstack([shrink, np.ones((1, len(counts)))])
+    d, B = X.shape[1], len(counts)
+    V = np.zeros((d + 1, B))
+    V[d] = _null_intercept(problems.targets, problems.rows)
     converged = np.zeros(B, dtype=bool)
-    live = np.arange(B)  # the problems still iterating: a converged one leaves the batch
-    V_look, b_look, momentum = V.copy(), b.copy(), np.ones(B)
+    # The problems still iterating, and their slices of everything the loop reads.
+    live = np.arange(B)
+    Y, W = problems.targets.astype(np.float64), weights
+    T, T_low, S = threshold, -threshold, shrink
+    V_now, V_look, momentum = V.copy(), V.copy(), np.ones(B)
     iteration = 0
     for iteration in range(1, max_iter + 1):  # noqa: B007 (reported after the loop)
-        Yl, Wl, Tl, Sl = Y[:, live], weights[:, live], threshold[:, live], shrink[:, live]
-        residual = (expit(Z.times(V_look) + b_look) - Yl) * Wl
+        residual = (expit(Z.times(V_look)) - Y) * W
         U = V_look - step * Z.transposed_times(residual)
-        V_next = np.sign(U) * np.maximum(np.abs(U) - Tl, 0.0) / Sl
-        b_next = b_look - step * residual.sum(0)
-        mapping = np.maximum(np.abs(V_look - V_next).max(0), np.abs(b_look - b_next)) / step
-        V_prev, b_prev = V[:, live], b[live]
-        V[:, live], b[live] = V_next, b_next
-        done = mapping <= tol
-        converged[live[done]] = True
-        if done.all():
-            break
+        # Soft-thresholding, then the L2 shrinkage (maximum and minimum: np.clip's wrapper
+        # costs more than the arithmetic on these small arrays).
+        V_next = (U - np.minimum(np.maximum(U, T_low), T)) / S
+        move = V_look - V_next
+        done = np.abs(move).max(0) <= tol * step
+        some_done = bool(done.any())
+        if some_done:
+            V[:, live[done]] = V_next[:, done]
+            converged[live[done]] = True
+            if done.all():
+                break
         # Restart the momentum of a problem whose step went against its last move.
-        against = (V_look - V_next) * (V_next - V_prev)
-        against = against.sum(0) + (b_look - b_next) * (b_next - b_prev) > 0
+        change = V_next - V_now
+        against = np.einsum("ij,ij->j", move, change) > 0
         momentum = np.where(against, 1.0, momentum)
         momentum_next = (1.0 + np.sqrt(1.0 + 4.0 * momentum**2)) / 2.0
         beta = np.where(against, 0.0, (momentum - 1.0) / momentum_next)
-        V_look = V_next + beta * (V_next - V_prev)
-        b_look = b_next + beta * (b_next - b_prev)
-        keep = ~done
-        live, momentum = live[keep], momentum_next[keep]
-        V_look, b_look = V_look[:, keep], b_look[keep]
-    coef = (V * inverse_scale).T
-    intercept = b - coef @ Z.mean
+        V_look = V_next + beta * change
+        V_now, momentum = V_next, momentum_next
+        if some_done:
+            keep = ~done
+            live, momentum = live[keep], momentum[keep]
+            V_now, V_look = V_now[:, keep], V_look[:, keep]
+            Y, W, S = Y[:, keep], W[:, keep], S[:, keep]
+            T, T_low = T[:, keep], T_low[:, keep]
+    else:
+        V[:, live] = V_now
+    coef = (V[:d] * inverse_scale).T
+    intercept = V[d] - coef @ Z.mean
     return Solution(coef, intercept, iteration, converged)
 
 

@@ -58,11 +58,16 @@ def binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
     (positive, negative) pairs ranked correctly, ties counting half (average ranks). The
     same number, without scikit-learn's input checks, which cost more than the AUC itself
     for the thousands of small validation folds a sweep scores."""
+    return float(binary_aucs(positive, np.asarray(score)[:, None])[0])
+
+
+def binary_aucs(positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """`binary_auc` of every column of `scores` (n, S), ranked in one call."""
     positive = np.asarray(positive, dtype=bool)
     n_pos = int(positive.sum())
     n_neg = len(positive) - n_pos
-    ranks = rankdata(score)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    ranks = rankdata(scores, axis=0)
+    return (ranks[positive].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 def proba_full(model, X, n_classes: int) -> np.ndarray:
@@ -247,19 +252,29 @@ class _Batch:
         settings = sorted({s for _, s, _ in self.problems})
         scores = np.array(
             [
-                [
-                    auc(
-                        self.y[va],
-                        proba_full(self.probe(solution, i + first_fold, s), X[va], n_classes),
-                    )
-                    for s in settings
-                ]
+                self._fold_auc(solution, X, va, i + first_fold, settings, n_classes)
                 for i, (_, va) in enumerate(splits)
             ]
         )
         if not np.isfinite(scores).any():
             return np.zeros(len(settings))
         return np.nanmean(scores, axis=0)
+
+    def _fold_auc(self, solution, X, va, f: int, settings, n_classes: int) -> np.ndarray:
+        """The validation AUC of every setting's probe of fold f. With two classes each
+        setting has one problem, and all of them are scored at once: the probabilities
+        `LinearProbe.predict_proba` gives, ranked in one call."""
+        if n_classes > 2:
+            return np.array(
+                [
+                    auc(self.y[va], proba_full(self.probe(solution, f, s), X[va], n_classes))
+                    for s in settings
+                ]
+            )
+        index = {(g, s): i for i, (g, s, _) in enumerate(self.problems)}
+        picked = [index[(f, s)] for s in settings]
+        margins = np.asarray(X[va] @ solution.coef[picked].T) + solution.intercept[picked]
+        return binary_aucs(self.y[va] == 1, expit(margins))
 
 
 def select_width_batch(
