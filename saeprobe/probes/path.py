@@ -105,9 +105,8 @@ class _Standardized:
         """The largest eigenvalue of [Z, 1].T [Z, 1]: from the Gram matrix where it is
         small, else by Lanczos on its products."""
         d = self.X.shape[1]
-        if self.dense is not None and d + 1 <= 512:
-            return float(np.linalg.eigvalsh(self.dense.T @ self.dense)[-1])
-        if d + 1 <= 64:
+        exact_up_to = 512 if self.dense is not None else 64  # sparse products cost more
+        if d + 1 <= exact_up_to:
             gram = self.transposed_times(self.times(np.eye(d + 1)))
             return float(np.linalg.eigvalsh(gram)[-1])
 

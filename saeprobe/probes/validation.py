@@ -6,6 +6,7 @@ on all training data."""
 from __future__ import annotations
 
 import warnings
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -158,8 +159,12 @@ class LinearProbe:
     def __init__(self, coef: np.ndarray, intercept: np.ndarray, classes: np.ndarray):
         self.coef_, self.intercept_, self.classes_ = coef, intercept, classes
 
+    def scores(self, X) -> np.ndarray:
+        """Each binary problem's probability of its class, one column a problem."""
+        return expit(np.asarray(X @ self.coef_.T) + self.intercept_)
+
     def predict_proba(self, X) -> np.ndarray:
-        scores = expit(np.asarray(X @ self.coef_.T) + self.intercept_)
+        scores = self.scores(X)
         if len(self.classes_) == 2:
             return np.column_stack([1.0 - scores[:, 0], scores[:, 0]])
         total = scores.sum(1, keepdims=True)
@@ -227,10 +232,14 @@ class _Batch:
     def __init__(self, y: np.ndarray, folds: list[np.ndarray], settings: Sequence[float]):
         self.y, self.folds = y, folds
         self.problems = []  # (fold, setting, class)
+        self.of: dict[tuple[int, float], list[int]] = defaultdict(list)  # their indices
         for f, rows in enumerate(folds):
             classes = np.unique(y[rows])
             targets = classes[1:] if len(classes) == 2 else classes
-            self.problems += [(f, s, c) for s in settings for c in targets]
+            for s in settings:
+                for c in targets:
+                    self.of[(f, s)].append(len(self.problems))
+                    self.problems.append((f, s, c))
         self.targets = np.column_stack([y == c for _, _, c in self.problems])
         self.rows = np.column_stack([folds[f] for f, _, _ in self.problems])
         self.settings = np.array([s for _, s, _ in self.problems], dtype=float)
@@ -242,7 +251,7 @@ class _Batch:
         return lbfgs.solve(X, self.targets, self.rows, np.ones(len(widths)), features=widths)
 
     def probe(self, solution, f: int, setting: float) -> LinearProbe:
-        picked = [i for i, (g, s, _) in enumerate(self.problems) if g == f and s == setting]
+        picked = self.of[(f, setting)]
         classes = np.unique(self.y[self.folds[f]])
         return LinearProbe(solution.coef[picked], solution.intercept[picked], classes)
 
@@ -262,8 +271,8 @@ class _Batch:
 
     def _fold_auc(self, solution, X, va, f: int, settings, n_classes: int) -> np.ndarray:
         """The validation AUC of every setting's probe of fold f. With two classes each
-        setting has one problem, and all of them are scored at once: the probabilities
-        `LinearProbe.predict_proba` gives, ranked in one call."""
+        setting has one problem, so all of them are scored as one probe, ranked in one
+        call."""
         if n_classes > 2:
             return np.array(
                 [
@@ -271,10 +280,9 @@ class _Batch:
                     for s in settings
                 ]
             )
-        index = {(g, s): i for i, (g, s, _) in enumerate(self.problems)}
-        picked = [index[(f, s)] for s in settings]
-        margins = np.asarray(X[va] @ solution.coef[picked].T) + solution.intercept[picked]
-        return binary_aucs(self.y[va] == 1, expit(margins))
+        picked = [i for s in settings for i in self.of[(f, s)]]
+        every = LinearProbe(solution.coef[picked], solution.intercept[picked], np.arange(2))
+        return binary_aucs(self.y[va] == 1, every.scores(X[va]))
 
 
 def select_width_batch(
