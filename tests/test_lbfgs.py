@@ -58,6 +58,37 @@ def test_after_many_iterations_the_weights_stay_close_to_scikit_learns():
         np.testing.assert_allclose(solution.coef[b], ref.coef_[0], rtol=0, atol=0.03 * scale)
 
 
+@pytest.mark.parametrize("max_iter", [3, 20, 50])
+def test_with_fewer_rows_than_columns_the_row_space_fits_take_scikit_learns_steps(max_iter):
+    """Below d rows the problems are solved in coordinates of X's row space; the steps,
+    the stopping test on max |g| and the weights mapped back are scikit-learn's."""
+    X, y = badly_scaled_task(n=40, d=150, seed=5)
+    rows = np.ones((len(y), 3), dtype=bool)
+    rows[:10, 1] = False  # a problem on a subset of the rows stays in the same span
+    Cs = np.array([1e-3, 1.0, 1e3])
+    assert lbfgs._Objective(X, np.repeat(y[:, None], 3, 1), rows, Cs, None).basis is not None
+    solution = lbfgs.solve(X, np.repeat(y[:, None], 3, 1), rows, Cs, max_iter=max_iter)
+    for b, C in enumerate(Cs):
+        ref = sklearn_fit(X[rows[:, b]], y[rows[:, b]], C, max_iter)
+        assert solution.iterations[b] == ref.n_iter_[0]
+        scale = np.abs(ref.coef_[0]).max()
+        tol = (1e-9 if max_iter <= 20 else 1e-5) * scale
+        np.testing.assert_allclose(solution.coef[b], ref.coef_[0], rtol=0, atol=tol)
+        assert solution.intercept[b] == pytest.approx(ref.intercept_[0], abs=tol)
+
+
+def test_the_row_space_stopping_test_is_max_abs_gradient_on_the_columns():
+    X, y = badly_scaled_task(n=30, d=90, seed=6)
+    objective = lbfgs._Objective(X, y[:, None], np.ones((30, 1), dtype=bool), [1.0], None)
+    rng = np.random.default_rng(0)
+    # Gradients in row-space coordinates on every side of the bounds the test uses first.
+    G = rng.standard_normal((400, objective.size)) * np.logspace(-6, -2, 400)[:, None]
+    on_columns = G[:, :-1] @ objective.basis.T
+    exact = np.maximum(np.abs(on_columns).max(1), np.abs(G[:, -1])) <= 1e-4
+    np.testing.assert_array_equal(objective.gradient_small(G, 1e-4), exact)
+    assert 0 < exact.sum() < len(exact)
+
+
 def test_a_problem_reads_only_its_rows_targets_and_leading_columns():
     X, y = badly_scaled_task(seed=1)
     rows = np.ones((len(y), 3), dtype=bool)

@@ -18,9 +18,11 @@ algorithm for B problems in lock step:
 
 The function evaluations, the directions and the end of each iteration (the move, the
 stopping tests, the memory update) are batched over the problems that need them; the line
-search's state machine, and a restart when one fails, run per problem. Rounding
-differs from scikit-learn's (sums run in another order), so an unconverged probe lands near,
-not on, the reference's: bench/probes.py measures how near."""
+search's state machine, and a restart when one fails, run per problem. With fewer rows
+than columns (small training sets, the scarcity regime) the fits run in orthonormal
+coordinates of the rows' span, where L-BFGS takes the same steps on fewer numbers
+(`_row_space`). Rounding differs from scikit-learn's (sums run in another order), so an
+unconverged probe lands near, not on, the reference's: bench/probes.py measures how near."""
 
 from __future__ import annotations
 
@@ -56,36 +58,79 @@ class _Objective:
         # In torch: for these skinny products its BLAS is about twice as fast as numpy's,
         # and its softplus several times faster than numpy's logaddexp. Problems lie along
         # the first axis throughout.
-        self.X = torch.from_numpy(np.ascontiguousarray(X[used], dtype=np.float64))
-        self.XT = self.X.T.contiguous()
+        X = np.asarray(X[used], dtype=np.float64)
+        self.basis = _row_space(X) if features is None else None
+        if self.basis is not None:  # the problem in coordinates of X's row space
+            X = X @ self.basis
+        # Both products read this one matrix (the second through its transpose, a view): two
+        # copies would not stay in cache together.
+        self.X = torch.from_numpy(np.ascontiguousarray(X))
         self.Y = torch.from_numpy(np.ascontiguousarray(targets[used].T, dtype=np.float64))
         counts = rows[used].sum(0).astype(float)
         if (counts == 0).any():
             raise ValueError("a problem has no rows")
         self.weights = torch.from_numpy(np.ascontiguousarray((rows[used] / counts).T))
         self.l2 = 1.0 / (np.asarray(Cs, dtype=float) * counts)
+        self.weighted_targets = self.weights * self.Y
         d = X.shape[1]
-        self.mask = np.ones((len(counts), d + 1))
+        self.size = d + 1  # the coordinates the solver moves, the intercept's last
+        self.mask = None if features is None else np.ones((len(counts), d + 1))
         if features is not None:  # a problem on the first k columns keeps the others at 0
             for b, k in enumerate(features):
                 self.mask[b, k:d] = 0.0
 
+    def weights_of(self, W: np.ndarray) -> np.ndarray:
+        """The problems' weights on X's own columns, from the solver's coordinates."""
+        return W[:, :-1] if self.basis is None else W[:, :-1] @ self.basis.T
+
+    def gradient_small(self, G: np.ndarray, tol: float) -> np.ndarray:
+        """max |g| <= tol, L-BFGS-B's test, for gradients on X's own columns. In row-space
+        coordinates the gradient's Euclidean norm is the same, and |g|_2 / sqrt(d) <=
+        max |g| <= |g|_2 bounds the test; only gradients between the bounds are mapped back
+        (a product as costly as the objective's)."""
+        if self.basis is None:
+            return np.abs(G).max(1) <= tol
+        intercept = np.abs(G[:, -1])
+        norm = np.linalg.norm(G[:, :-1], axis=1)
+        small = np.maximum(intercept, norm) <= tol
+        unsure = ~small & (np.maximum(intercept, norm / np.sqrt(self.basis.shape[0])) <= tol)
+        if unsure.any():
+            exact = np.abs(G[unsure, :-1] @ self.basis.T).max(1)
+            small[unsure] = np.maximum(intercept[unsure], exact) <= tol
+        return small
+
     def __call__(self, index: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Objectives (len(index),) and gradients (len(index), d + 1) at the rows of W."""
         d = self.X.shape[1]
-        weights = np.ascontiguousarray(W[:, :d])
+        W_t = torch.from_numpy(W)
+        raw = torch.addmm(W_t[:, d:], W_t[:, :d], self.X.T)
         rows = torch.from_numpy(index)
-        raw = torch.from_numpy(weights) @ self.XT + torch.from_numpy(W[:, d:])
-        w, y = self.weights[rows], self.Y[rows]
+        w, wy = self.weights[rows], self.weighted_targets[rows]
         # softplus(z) = log(1 + e^z), exactly up to z = 50 (beyond it, e^-50 is below eps)
-        loss = (w * (F.softplus(raw, threshold=50.0) - y * raw)).sum(1).numpy()
-        residual = w * (torch.sigmoid(raw) - y)
+        loss = (w * F.softplus(raw, threshold=50.0) - wy * raw).sum(1).numpy()
+        residual = w * torch.sigmoid(raw) - wy
         grad = np.empty_like(W)
         grad[:, :d] = (residual @ self.X).numpy()
+        weights = W[:, :d]
         grad[:, :d] += self.l2[index, None] * weights
         grad[:, d] = residual.sum(1).numpy()
         loss += 0.5 * self.l2[index] * np.einsum("bd,bd->b", weights, weights)
-        return loss, grad * self.mask[index]
+        if self.mask is not None:
+            grad *= self.mask[index]
+        return loss, grad
+
+
+def _row_space(X: np.ndarray) -> np.ndarray | None:
+    """An orthonormal basis (d, n) of the span of X's rows where there are fewer rows than
+    columns, else None. L-BFGS started at w = 0 never leaves that span (every gradient is
+    X' r + w / (C n)), and every quantity it computes (inner products, norms, objective
+    values) is the same in orthonormal coordinates of it, so the fits take the same steps
+    on n coordinates instead of d; only the max |g| stopping test needs the columns back
+    (`_Objective.gradient_small`)."""
+    n, d = X.shape
+    if n >= d:
+        return None
+    return np.linalg.qr(X.T)[0]
 
 
 class _Memory:
@@ -147,12 +192,12 @@ def solve(
     `LogisticRegression(C=C[b], max_iter=max_iter, tol=tol)` does on those rows.
     `features[b]`, if given, uses only the first features[b] columns (the rest stay 0)."""
     objective = _Objective(X, targets, rows, Cs, features)
-    B, size = targets.shape[1], X.shape[1] + 1
+    B, size = targets.shape[1], objective.size
     x = np.zeros((B, size))
     f, g = objective(np.arange(B), x)
     memory = _Memory(B, size)
     iterations = np.zeros(B, dtype=int)
-    converged = np.abs(g).max(1) <= tol
+    converged = objective.gradient_small(g, tol)
     done = converged.copy()
     # The line search of each problem: where it started, along what, how far, its state.
     start_x, start_f, start_g = x.copy(), f.copy(), g.copy()
@@ -216,7 +261,7 @@ def solve(
         iterations[m] += 1
         at_cap = iterations[m] >= max_iter
         scale = np.maximum(np.maximum(np.abs(start_f[m]), np.abs(f[m])), 1.0)
-        small = (np.abs(g[m]).max(1) <= tol) | (start_f[m] - f[m] <= FTOL * scale)
+        small = objective.gradient_small(g[m], tol) | (start_f[m] - f[m] <= FTOL * scale)
         converged[m[~at_cap & small]] = True
         done[m[at_cap | small]] = True
         going = m[~(at_cap | small)]
@@ -226,4 +271,4 @@ def solve(
         update = sy > EPS * (-gd_start[going] * step[going])
         memory.add(going[update], s[update], y[update])
         pending = np.array(again + start(going), dtype=int)
-    return Solution(x[:, :-1].copy(), x[:, -1].copy(), iterations, converged)
+    return Solution(objective.weights_of(x), x[:, -1].copy(), iterations, converged)
