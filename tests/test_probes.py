@@ -71,10 +71,13 @@ def test_top_latents_are_ranked_after_scaling_by_mean_nonzero_activation(layout)
 
 
 @pytest.mark.parametrize("n_classes", [2, 4])
-def test_dense_and_sparse_codes_rank_latents_as_the_reference_formula(n_classes):
+@pytest.mark.parametrize("signed", [False, True])
+def test_dense_and_sparse_codes_rank_latents_as_the_reference_formula(n_classes, signed):
     rng = np.random.default_rng(n_classes)
     y = rng.integers(0, n_classes, size=120)
     X = np.maximum(rng.normal(size=(120, 300)) * rng.uniform(0.1, 5.0, 300) - 1.0, 0.0)
+    if signed:  # hidden states, or an SAE without a ReLU, have negative values too
+        X *= rng.choice([-1.0, 1.0], size=X.shape)
     X[:, :5] += 2.0 * (y[:, None] == 1)
     fires = (X != 0).sum(0)
     scale = np.abs(X).sum(0) / (fires + 1e-6) + 1e-6
