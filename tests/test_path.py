@@ -151,3 +151,40 @@ def test_the_l1_path_probe_chooses_c_by_the_validation_auc_of_each_folds_own_fit
     best = len(mean) - 1 - int(np.argmax(mean[::-1]))  # ties to the largest C
     assert params["C"] == pytest.approx(sorted(Cs)[best])
     assert val == pytest.approx(mean[best], abs=1e-6)
+
+
+def _fista_only(monkeypatch):
+    monkeypatch.setattr(path, "NEWTON_MAX_COLUMNS", 0)
+
+
+def test_newton_steps_and_fista_alone_reach_the_same_optimum(monkeypatch):
+    X, y = codes(seed=3, d=12)
+    problems = path_problems(y, CS, lam2=1e-3)
+    assert path.newton_fits(*X.shape)
+    with_newton = path.solve(X, problems, tol=1e-8, max_iter=50_000)
+    _fista_only(monkeypatch)
+    alone = path.solve(X, problems, tol=1e-8, max_iter=50_000)
+    assert with_newton.converged.all() and alone.converged.all()
+    assert np.abs(with_newton.coef - alone.coef).max() < 1e-5
+    assert np.abs(with_newton.intercept - alone.intercept).max() < 1e-5
+    assert ((with_newton.coef == 0) == (alone.coef == 0)).mean() > 0.95
+
+
+def test_newton_steps_solve_a_narrow_problem_in_far_fewer_iterations(monkeypatch):
+    X, y = codes(seed=4, d=24)
+    problems = path_problems(y, CS)
+    with_newton = path.solve(X, problems, tol=1e-7, max_iter=50_000)
+    _fista_only(monkeypatch)
+    alone = path.solve(X, problems, tol=1e-7, max_iter=50_000)
+    assert with_newton.converged.all() and alone.converged.all()
+    assert with_newton.iterations < 20 < 100 < alone.iterations
+
+
+def test_when_every_line_search_fails_fista_still_finishes_the_solve(monkeypatch):
+    X, y = codes(seed=5, d=10)
+    problems = path_problems(y, CS)
+    expected = path.solve(X, problems, tol=1e-8, max_iter=50_000)
+    monkeypatch.setattr(path, "LINE_SEARCH_HALVINGS", 0)
+    stalled = path.solve(X, problems, tol=1e-8, max_iter=50_000)
+    assert stalled.converged.all()
+    assert np.abs(stalled.coef - expected.coef).max() < 1e-5
