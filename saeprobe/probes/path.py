@@ -227,7 +227,8 @@ def _fista(Z: _Standardized, Y, W, penalties: _Penalties, V, step: float, tol: f
         residual -= Y
         residual *= W
         U = V_look - step * Z.transposed_times(residual)
-        V_next = (U - np.minimum(np.maximum(U, T_low), T)) / S  # penalties.proximal_step
+        # penalties.proximal_step, inlined: its threshold and shrinkage are computed once.
+        V_next = (U - np.minimum(np.maximum(U, T_low), T)) / S
         move = V_look - V_next
         done = np.abs(move).max(0) <= tol * step
         some_done = bool(done.any())
