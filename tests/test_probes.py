@@ -89,6 +89,19 @@ def test_dense_and_sparse_codes_rank_latents_as_the_reference_formula(n_classes,
     assert rank_latents(sp.csr_matrix(X), y)[:50].tolist() == expected.tolist()
 
 
+def test_latents_that_fire_on_more_rows_than_a_16_bit_count_holds_are_counted_exactly():
+    # 70,000 rows. Latent 0 fires on all of them (1 in class 0, 2 in class 1: score 1 / 1.5);
+    # latent 1 on half (3 or 1: score 1 / 2); latent 2 never. A count of latent 0 wrapped
+    # at 65,536 would inflate its mean nonzero activation 16-fold and rank it second.
+    n = 70_000
+    y = np.arange(n) % 2
+    X = np.zeros((n, 3))
+    X[:, 0] = 1.0 + y
+    X[::4, 1], X[1::4, 1] = 3.0, 1.0
+    assert rank_latents(X, y).tolist() == [0, 1, 2]
+    assert rank_latents(sp.csr_matrix(X), y).tolist() == [0, 1, 2]
+
+
 def test_top_k_probe_uses_exactly_k_latents():
     X, y = blobs(n=120, d=30, shift=3.0)
     fit = fit_method(

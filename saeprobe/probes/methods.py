@@ -85,12 +85,11 @@ def rank_latents(X, y: np.ndarray) -> np.ndarray:
         magnitude = np.asarray(abs(X).sum(0)).ravel()
         sums = np.asarray(X.T @ members).T  # each class's column sums, one pass over X
     else:
-        # Summing the bytes of the nonzero mask is twice as fast as summing it as bools;
-        # codes of a ReLU or top-k SAE are nonnegative, so their sum is their |sum|,
-        # without the copy abs() makes of a wide matrix.
-        nonzero = (X != 0).view(np.uint8).sum(0, dtype=np.int64)
-        magnitude = X.sum(0) if X.min(initial=0.0) >= 0 else np.abs(X).sum(0)
+        nonzero = _nonzero_counts(X)
         sums = members.T @ X
+        # Codes of a ReLU or top-k SAE are nonnegative: their |sum| is the sum of the
+        # classes' sums, without another pass over a wide matrix (or the copy abs() makes).
+        magnitude = sums.sum(0) if X.min(initial=0.0) >= 0 else np.abs(X).sum(0)
     scale = magnitude / (nonzero + 1e-6) + 1e-6
     total, counts = sums.sum(0), members.sum(0)
     score = np.zeros(X.shape[1])
@@ -99,6 +98,18 @@ def rank_latents(X, y: np.ndarray) -> np.ndarray:
         outside = (total - sums[i]) / (len(y) - counts[i])
         score += np.abs(inside - outside) / scale
     return np.argsort(-score, kind="stable")
+
+
+def _nonzero_counts(X: np.ndarray) -> np.ndarray:
+    """Each column's nonzero entries. The mask's bytes are summed in 16 bits, a block of at
+    most 65,535 rows at a time: numpy casts every byte to a wider accumulator, so a 16-bit
+    one sums six times faster than a 64-bit one."""
+    mask = (X != 0).view(np.uint8)
+    block = np.iinfo(np.uint16).max
+    counts = np.zeros(X.shape[1], dtype=np.int64)
+    for start in range(0, len(mask), block):
+        counts += mask[start : start + block].sum(0, dtype=np.uint16)
+    return counts
 
 
 def _dense(X):
