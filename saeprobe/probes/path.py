@@ -96,7 +96,7 @@ class _Standardized:
         self.scale = np.where(self.constant, 1.0, std)
         self.mean = mean
         self.n = n
-        self.dense = None
+        self.dense, self._negated = None, None
         if not sp.issparse(X) or newton_fits(n, X.shape[1]):
             dense = X.toarray() if sp.issparse(X) else X
             self.dense = np.column_stack([(dense - mean) / self.scale, np.ones(n)])
@@ -107,6 +107,22 @@ class _Standardized:
             return self.dense @ V
         Vs = V[:-1] / self.scale[:, None]
         return np.asarray(self.X @ Vs) - (self.mean @ Vs - V[-1])
+
+    def negated_times(self, V: np.ndarray) -> np.ndarray:
+        """-[Z, 1] @ V, from a negated copy where Z is dense (FISTA's loop wants e^-z)."""
+        if self.dense is None:
+            return -self.times(V)
+        if self._negated is None:
+            self._negated = -self.dense
+        return self._negated @ V
+
+    def negated_transposed_times(self, R: np.ndarray) -> np.ndarray:
+        """-[Z, 1].T @ R."""
+        if self.dense is None:
+            return -self.transposed_times(R)
+        if self._negated is None:
+            self._negated = -self.dense
+        return self._negated.T @ R
 
     def transposed_times(self, R: np.ndarray) -> np.ndarray:
         """[Z, 1].T @ R for R (n, B)."""
@@ -211,46 +227,60 @@ class _Penalties:
 
 def _fista(Z: _Standardized, Y, W, penalties: _Penalties, V, step: float, tol: float, max_iter):
     """FISTA with adaptive restart from V for the problems of Y's columns. Returns their
-    solutions, which converged, and the iterations run."""
+    solutions, which converged, and the iterations run.
+
+    On a top-k probe's few columns an iteration's arithmetic costs less than calling numpy
+    for it, so the loop is written in as few calls as it takes: the gradient step is
+    V + (-Z).T (step W / (1 + e^(-Z V)) - step W Y), from a negated copy of Z, in seven."""
     B = V.shape[1]
-    threshold = step * penalties.l1
-    T, T_low, S = threshold, -threshold, 1.0 + step * penalties.l2
+    T = step * penalties.l1
+    T_low, shrink = -T, 1.0 / (1.0 + step * penalties.l2)
+    step_W = step * W
+    step_WY = step_W * Y
     V, converged = V.copy(), np.zeros(B, dtype=bool)
     # The problems still iterating, and their slices of everything the loop reads.
     live = np.arange(B)
     # Iterations since each problem's last restart; FISTA's momentum is a function of it.
     V_now, V_look, since = V.copy(), V.copy(), np.full(B, -1)
     momentum = _momentum_weights(max_iter)
+    limit = tol * step
     iteration = 0
-    for iteration in range(1, max_iter + 1):  # noqa: B007 (returned after the loop)
-        residual = _sigmoid(Z.times(V_look))
-        residual -= Y
-        residual *= W
-        U = V_look - step * Z.transposed_times(residual)
-        # penalties.proximal_step, inlined: its threshold and shrinkage are computed once.
-        V_next = (U - np.minimum(np.maximum(U, T_low), T)) / S
-        move = V_look - V_next
-        done = np.abs(move).max(0) <= tol * step
-        some_done = bool(done.any())
-        if some_done:
-            V[:, live[done]] = V_next[:, done]
-            converged[live[done]] = True
-            if done.all():
-                break
-        # Restart the momentum of a problem whose step went against its last move.
-        change = V_next - V_now
-        against = np.einsum("ij,ij->j", move, change) > 0
-        since = np.where(against, 0, since + 1)
-        V_look = V_next + momentum[since] * change
-        V_now = V_next
-        if some_done:
-            keep = ~done
-            live, since = live[keep], since[keep]
-            V_now, V_look = V_now[:, keep], V_look[:, keep]
-            Y, W, S = Y[:, keep], W[:, keep], S[:, keep]
-            T, T_low = T[:, keep], T_low[:, keep]
-    else:
-        V[:, live] = V_now
+    # e^-z overflows to inf for z below -709, where step W / (1 + inf) = 0 is the right value.
+    with np.errstate(over="ignore"):
+        for iteration in range(1, max_iter + 1):  # noqa: B007 (returned after the loop)
+            residual = Z.negated_times(V_look)
+            np.exp(residual, out=residual)
+            residual += 1.0
+            np.divide(step_W, residual, out=residual)
+            residual -= step_WY
+            U = Z.negated_transposed_times(residual)
+            U += V_look
+            # penalties.proximal_step, inlined: its threshold and shrinkage are computed once.
+            V_next = U - np.minimum(np.maximum(U, T_low), T)
+            V_next *= shrink
+            move = V_look - V_next
+            done = np.abs(move).max(0) <= limit
+            some_done = bool(done.any())
+            if some_done:
+                V[:, live[done]] = V_next[:, done]
+                converged[live[done]] = True
+                if done.all():
+                    break
+            # Restart the momentum of a problem whose step went against its last move.
+            change = V_next - V_now
+            since += 1
+            since[np.einsum("ij,ij->j", move, change) > 0] = 0
+            change *= momentum[since]
+            change += V_next
+            V_look, V_now = change, V_next
+            if some_done:
+                keep = ~done
+                live, since = live[keep], since[keep]
+                V_now, V_look = V_now[:, keep], V_look[:, keep]
+                step_W, step_WY, shrink = step_W[:, keep], step_WY[:, keep], shrink[:, keep]
+                T, T_low = T[:, keep], T_low[:, keep]
+        else:
+            V[:, live] = V_now
     return V, converged, iteration
 
 
