@@ -102,7 +102,7 @@ class _Standardized:
         self.scale = np.where(self.constant, 1.0, std)
         self.mean = mean
         self.n = n
-        self.dense, self._negated = None, None
+        self.dense = None
         if not sp.issparse(X) or newton_fits(n, X.shape[1]):
             dense = X.toarray() if sp.issparse(X) else X
             self.dense = np.column_stack([(dense - mean) / self.scale, np.ones(n)])
@@ -114,21 +114,17 @@ class _Standardized:
         Vs = V[:-1] / self.scale[:, None]
         return np.asarray(self.X @ Vs) - (self.mean @ Vs - V[-1])
 
+    @functools.cached_property
+    def _negated(self) -> np.ndarray:
+        return -self.dense
+
     def negated_times(self, V: np.ndarray) -> np.ndarray:
         """-[Z, 1] @ V, from a negated copy where Z is dense (FISTA's loop wants e^-z)."""
-        if self.dense is None:
-            return -self.times(V)
-        if self._negated is None:
-            self._negated = -self.dense
-        return self._negated @ V
+        return -self.times(V) if self.dense is None else self._negated @ V
 
     def negated_transposed_times(self, R: np.ndarray) -> np.ndarray:
         """-[Z, 1].T @ R."""
-        if self.dense is None:
-            return -self.transposed_times(R)
-        if self._negated is None:
-            self._negated = -self.dense
-        return self._negated.T @ R
+        return -self.transposed_times(R) if self.dense is None else self._negated.T @ R
 
     def transposed_times(self, R: np.ndarray) -> np.ndarray:
         """[Z, 1].T @ R for R (n, B)."""
